@@ -1,0 +1,43 @@
+using System.Net;
+using ShadowNet.Bgp.Wire;
+
+namespace ShadowNet.Bgp.Sessions;
+
+/// <summary>The speaker's identity and listeners.</summary>
+public sealed class BgpSpeakerOptions
+{
+    public uint LocalAs { get; set; }
+    public IPAddress RouterId { get; set; } = IPAddress.Parse("127.0.0.1");
+    /// <summary>Endpoints to accept passive connections on; empty for none.</summary>
+    public List<IPEndPoint> Listen { get; } = [];
+    /// <summary>RFC 4724 restart time we advertise; 0 disables graceful restart.</summary>
+    public ushort GracefulRestartSeconds { get; set; } = 120;
+    /// <summary>Set after a restart so the peer knows to keep our routes until End-of-RIB (the R bit).</summary>
+    public bool Restarting { get; set; }
+    /// <summary>Largest UPDATE per peer writer batch before a flush, in octets.</summary>
+    public int FlushThreshold { get; set; } = 64 * 1024;
+}
+
+/// <summary>One configured neighbor.</summary>
+public sealed class BgpPeerOptions
+{
+    public string Name { get; set; } = "";
+    public IPAddress Address { get; set; } = IPAddress.Loopback;
+    public int Port { get; set; } = BgpConstants.DefaultPort;
+    /// <summary>Source address for outgoing connections, and the next hop when a route names none.</summary>
+    public IPAddress? LocalAddress { get; set; }
+    public uint RemoteAs { get; set; }
+    /// <summary>Wait for the peer to connect instead of connecting.</summary>
+    public bool Passive { get; set; }
+    public ushort HoldTimeSeconds { get; set; } = 90;
+    public TimeSpan ConnectRetry { get; set; } = TimeSpan.FromSeconds(5);
+    public TimeSpan ConnectRetryMax { get; set; } = TimeSpan.FromSeconds(60);
+    public List<AddressFamily> Families { get; } = [AddressFamily.IPv4Unicast, AddressFamily.IPv6Unicast];
+    /// <summary>RFC 4486: close the session when the peer sends more prefixes than this; null for no limit.</summary>
+    public int? MaxPrefixes { get; set; }
+    /// <summary>Next hop for IPv6 routes without one, when the session runs over IPv4.</summary>
+    public IPAddress? NextHopV6 { get; set; }
+    public bool ExtendedMessage { get; set; } = true;
+
+    public string DisplayName => string.IsNullOrEmpty(Name) ? $"{Address}:{Port}" : Name;
+}

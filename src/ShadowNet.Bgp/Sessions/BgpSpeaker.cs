@@ -1,0 +1,188 @@
+using System.Net;
+using System.Net.Sockets;
+using AddressFamily = ShadowNet.Bgp.Wire.AddressFamily;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using ShadowNet.Bgp.Rib;
+using ShadowNet.Bgp.Wire;
+
+namespace ShadowNet.Bgp.Sessions;
+
+/// <summary>
+/// The BGP speaker: the originated routes (<see cref="LocRib"/>), the configured peers, and the
+/// listeners that accept passive connections. Routes announced here go to every established peer.
+/// </summary>
+public sealed partial class BgpSpeaker : IAsyncDisposable
+{
+    private readonly List<BgpPeer> _peers = [];
+    private readonly List<Socket> _listeners = [];
+    private readonly List<Task> _tasks = [];
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+
+    public BgpSpeaker(BgpSpeakerOptions options, TimeProvider? timeProvider = null, ILoggerFactory? loggerFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.LocalAs == 0)
+            throw new ArgumentException("local AS must not be 0", nameof(options));
+        if (options.RouterId.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork || options.RouterId.Equals(IPAddress.Any))
+            throw new ArgumentException("router id must be a non-zero IPv4 address", nameof(options));
+        Options = options;
+        TimeProvider = timeProvider ?? TimeProvider.System;
+        _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
+        _logger = _loggerFactory.CreateLogger<BgpSpeaker>();
+    }
+
+    public BgpSpeakerOptions Options { get; }
+    public TimeProvider TimeProvider { get; }
+    public LocRib LocRib { get; } = new();
+    public IReadOnlyList<BgpPeer> Peers => _peers;
+    /// <summary>The endpoints actually bound (port 0 in the options becomes the chosen port).</summary>
+    public IReadOnlyList<IPEndPoint> ListenEndPoints => _listeners.Select(l => (IPEndPoint)l.LocalEndPoint!).ToList();
+
+    public BgpPeer AddPeer(BgpPeerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var peer = new BgpPeer(this, options, _loggerFactory.CreateLogger<BgpPeer>());
+        lock (_peers)
+            _peers.Add(peer);
+        return peer;
+    }
+
+    public void Announce(RoutePrefix prefix, RouteAttributes attributes) => LocRib.Announce(prefix, attributes);
+    public void Announce(ReadOnlySpan<RoutePrefix> prefixes, RouteAttributes attributes) => LocRib.Announce(prefixes, attributes);
+    public bool Withdraw(RoutePrefix prefix) => LocRib.Withdraw(prefix);
+
+    /// <summary>Binds the listeners and starts every peer's state machine.</summary>
+    public void Start()
+    {
+        foreach (var endpoint in Options.Listen)
+        {
+            var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            socket.Bind(endpoint);
+            socket.Listen(64);
+            _listeners.Add(socket);
+            _tasks.Add(Task.Run(() => AcceptLoopAsync(socket, _stopping.Token)));
+            Log.Listening(_logger, (IPEndPoint)socket.LocalEndPoint!);
+        }
+        foreach (var peer in _peers)
+            _tasks.Add(Task.Run(() => peer.RunAsync(_stopping.Token)));
+    }
+
+    private async Task AcceptLoopAsync(Socket listener, CancellationToken ct)
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await listener.AcceptAsync(ct).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                return;
+            }
+            var remote = (IPEndPoint)client.RemoteEndPoint!;
+            var address = remote.Address.IsIPv4MappedToIPv6 ? remote.Address.MapToIPv4() : remote.Address;
+            BgpPeer? peer;
+            lock (_peers)
+                peer = _peers.FirstOrDefault(p => p.Options.Address.Equals(address));
+            if (peer is null)
+            {
+                // RFC 4486 section 4: Connection Rejected for a neighbor we have not configured.
+                Log.Rejected(_logger, remote);
+                _ = RejectAsync(client);
+                continue;
+            }
+            _tasks.Add(Task.Run(() => peer.AcceptAsync(client, ct), CancellationToken.None));
+        }
+    }
+
+    private static async Task RejectAsync(Socket client)
+    {
+        await using var connection = new BgpConnection(client, outgoing: false);
+        new NotificationMessage(NotificationCode.Cease, NotificationSubcode.ConnectionRejected, []).WriteTo(connection.Output);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+        try
+        {
+            await connection.Output.FlushAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or SocketException)
+        {
+        }
+    }
+
+    internal OpenMessage BuildOpen(BgpPeer peer)
+    {
+        var caps = new BgpCapabilities
+        {
+            FourOctetAs = Options.LocalAs,
+            RouteRefresh = true,
+            EnhancedRouteRefresh = true,
+            ExtendedMessage = peer.Options.ExtendedMessage,
+        };
+        caps.Multiprotocol.AddRange(peer.Options.Families);
+        if (peer.Options.Families.Contains(AddressFamily.IPv4Unicast))
+            caps.ExtendedNextHop.Add(new ExtendedNextHop(AddressFamily.IPv4Unicast, Afi.IPv6));
+        if (Options.GracefulRestartSeconds > 0)
+        {
+            // Forwarding state is preserved: our routes describe instances that keep running while we restart.
+            caps.GracefulRestart = new GracefulRestartCapability(Options.Restarting, Options.GracefulRestartSeconds, peer.Options.Families.Select(f => (f, true)).ToList());
+        }
+        return new OpenMessage
+        {
+            MyAs = Options.LocalAs <= ushort.MaxValue ? (ushort)Options.LocalAs : BgpConstants.AsTrans,
+            HoldTime = peer.Options.HoldTimeSeconds,
+            BgpIdentifier = RoutePrefix.ToUInt32(Options.RouterId),
+            Capabilities = caps,
+        };
+    }
+
+    internal ExportContext ExportContextFor(BgpPeer peer, IPAddress local, NegotiatedSession session)
+    {
+        if (local.IsIPv4MappedToIPv6)
+            local = local.MapToIPv4();
+        var v4 = local.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? local : null;
+        var v6 = local.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? local : peer.Options.NextHopV6;
+        return new ExportContext(Options.LocalAs, session.PeerAs != Options.LocalAs, session.FourOctetAs, v4, v6, session.ExtendedNextHopIPv4);
+    }
+
+    /// <summary>
+    /// Closes every session with Cease / Administrative Shutdown carrying <paramref name="reason"/>
+    /// (RFC 8203), then stops the listeners and state machines.
+    /// </summary>
+    public async Task StopAsync(string? reason = "ShadowNet speaker shutting down", CancellationToken cancellationToken = default)
+    {
+        var notification = NotificationMessage.Shutdown(reason);
+        foreach (var peer in _peers)
+            peer.CloseAll(notification);
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        foreach (var l in _listeners)
+            l.Dispose();
+        try
+        {
+            await Task.WhenAll(_tasks.ToArray()).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or TimeoutException)
+        {
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_stopping.IsCancellationRequested)
+            await StopAsync().ConfigureAwait(false);
+        _stopping.Dispose();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(10, LogLevel.Information, "listening for BGP on {EndPoint}")]
+        public static partial void Listening(ILogger logger, IPEndPoint endPoint);
+
+        [LoggerMessage(11, LogLevel.Warning, "rejected a BGP connection from unconfigured {Remote}")]
+        public static partial void Rejected(ILogger logger, IPEndPoint remote);
+    }
+}
