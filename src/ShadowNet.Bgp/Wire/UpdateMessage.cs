@@ -43,6 +43,7 @@ public sealed class UpdateMessage
     private readonly List<(byte Flags, byte Type, int Offset, int Length)> _unknown = new(4);
     private readonly List<PathAttributeType> _discarded = new(4);
     private int _length;
+    private int _attributeCount;
 
     public List<RoutePrefix> Withdrawn { get; } = new(1024);
     public List<RoutePrefix> Announced { get; } = new(1024);
@@ -109,6 +110,7 @@ public sealed class UpdateMessage
     private void Reset(int length)
     {
         _length = length;
+        _attributeCount = 0;
         Withdrawn.Clear();
         Announced.Clear();
         _unknown.Clear();
@@ -163,7 +165,7 @@ public sealed class UpdateMessage
         var classicNlriCount = Announced.Count;
         ParseAttributes(attributesStart, attributesLength, context);
 
-        if (MpUnreachFamily is { } unreach && attributesLength == 7 && Withdrawn.Count == 0 && Announced.Count == 0 && withdrawnLength == 0 && nlri.IsEmpty)
+        if (MpUnreachFamily is { } unreach && _attributeCount == 1 && Withdrawn.Count == 0 && Announced.Count == 0 && withdrawnLength == 0 && nlri.IsEmpty)
         {
             IsEndOfRib = true;
             EndOfRibFamily = unreach;
@@ -228,6 +230,7 @@ public sealed class UpdateMessage
                 continue;
             }
             MarkSeen(type);
+            _attributeCount++;
             ParseAttribute(flags, type, valueOffset, valueLength, attribute, context);
         }
     }

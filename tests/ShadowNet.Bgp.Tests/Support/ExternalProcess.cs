@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace ShadowNet.Bgp.Tests.Support;
+
+/// <summary>Runs a command to completion with a timeout and returns its standard output.</summary>
+internal static class ExternalProcess
+{
+    public static async Task<string> RunAsync(string file, string arguments, TimeSpan? timeout = null)
+    {
+        using var p = Process.Start(new ProcessStartInfo(file, arguments)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        }) ?? throw new InvalidOperationException($"could not start {file}");
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(30));
+        try
+        {
+            await p.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            p.Kill(true);
+            throw new TimeoutException($"{file} {arguments} did not finish");
+        }
+        return await stdout + await stderr;
+    }
+
+    public static string Which(params string[] candidates)
+    {
+        foreach (var c in candidates)
+        {
+            if (File.Exists(c))
+                return c;
+            foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':'))
+            {
+                var path = Path.Combine(dir, c);
+                if (File.Exists(path))
+                    return path;
+            }
+        }
+        throw new FileNotFoundException($"none of {string.Join(", ", candidates)} is installed; scripts/test installs the test peers");
+    }
+}
+
+/// <summary>Hands out loopback TCP ports no other test in this run uses.</summary>
+internal static class TestPorts
+{
+    private static int _next = 20000 + Environment.ProcessId % 2000 * 10;
+
+    public static int Next()
+    {
+        while (true)
+        {
+            var port = Interlocked.Increment(ref _next);
+            try
+            {
+                using var probe = new TcpListener(IPAddress.Loopback, port);
+                probe.Start();
+                return port;
+            }
+            catch (SocketException)
+            {
+            }
+        }
+    }
+}
+
+/// <summary>Polls a condition until it holds or the time runs out (bounded: every interop wait ends).</summary>
+internal static class Eventually
+{
+    public static async Task<T> WaitAsync<T>(Func<Task<T>> probe, Func<T, bool> done, TimeSpan timeout, TimeSpan? interval = null)
+    {
+        var deadline = Stopwatch.StartNew();
+        T last = await probe();
+        while (!done(last))
+        {
+            if (deadline.Elapsed > timeout)
+                return last;
+            await Task.Delay(interval ?? TimeSpan.FromMilliseconds(250));
+            last = await probe();
+        }
+        return last;
+    }
+}
+
+/// <summary>A temporary directory removed on dispose.</summary>
+internal sealed class TempDirectory : IDisposable
+{
+    public TempDirectory(string prefix)
+    {
+        Path = Directory.CreateTempSubdirectory($"shadownet-{prefix}-").FullName;
+    }
+
+    public string Path { get; }
+    public string File(string name) => System.IO.Path.Combine(Path, name);
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(Path, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+}
