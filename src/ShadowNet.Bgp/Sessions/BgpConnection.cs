@@ -44,17 +44,16 @@ internal sealed class BgpConnection : IAsyncDisposable
         {
             var result = await Input.ReadAsync(ct).ConfigureAwait(false);
             var buffer = result.Buffer;
-            try
+            if (BgpFraming.TryReadMessage(ref buffer, maxLength, out var type, out var body))
             {
-                if (BgpFraming.TryReadMessage(ref buffer, maxLength, out var type, out var body))
-                    return (type, body.ToArray());
-                if (result.IsCompleted)
-                    return null;
+                var message = (type, body.ToArray());
+                // Examined only up to what was consumed: the next message may already be buffered.
+                Input.AdvanceTo(buffer.Start);
+                return message;
             }
-            finally
-            {
-                Input.AdvanceTo(buffer.Start, buffer.End);
-            }
+            Input.AdvanceTo(buffer.Start, buffer.End);
+            if (result.IsCompleted)
+                return null;
         }
     }
 
