@@ -1,0 +1,150 @@
+using System.Diagnostics;
+using ShadowNet.Bgp.Sessions;
+using ShadowNet.Bgp.Tests.Support;
+using static ShadowNet.Bgp.Tests.Support.InteropRoutes;
+
+namespace ShadowNet.Bgp.Tests.Interop;
+
+/// <summary>Our speaker against a real BIRD 2 on loopback, each test with its own ports and files.</summary>
+public class BirdInteropTests
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
+
+    private static BirdPeer PassiveBird(int birdPort) => new($$"""
+          local 127.0.0.2 port {{birdPort}} as 65002;
+          neighbor {{OurAddress}} as {{OurAs}};
+          multihop; strict bind on; passive on;
+          hold time 30;
+          ipv4 { import all; export none; };
+          ipv6 { import all; export none; };
+        """);
+
+    [Fact]
+    public async Task ActiveSessionDeliversHostRoutesWithNextHopAndCommunitiesExactly()
+    {
+        var birdPort = TestPorts.Next();
+        await using var bird = PassiveBird(birdPort);
+        await bird.StartAsync();
+        await using var speaker = Speaker();
+        var v4 = V4(10_000);
+        var v6 = V6(1_000);
+        speaker.Announce(v4, V4Attributes);
+        speaker.Announce(v6, V6Attributes);
+        var peer = speaker.AddPeer(Peer("127.0.0.2", birdPort, 65002));
+        speaker.Start();
+        await WaitEstablishedAsync(peer, Patience);
+
+        Assert.Equal(10_000, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 10_000, Patience));
+        Assert.Equal(1_000, await Eventually.WaitAsync(() => bird.RouteCountAsync("master6"), n => n == 1_000, Patience));
+
+        var routes4 = await bird.RoutesAsync("master4");
+        Assert.Equal(v4.Select(p => p.ToString()).Order(), routes4.Keys.Order());
+        Assert.All(routes4.Values, r =>
+        {
+            Assert.Equal("192.0.2.10", r.NextHop);
+            Assert.Equal("(65003,7)", r.Communities);
+            Assert.Equal("(65003, 1, 0)", r.LargeCommunities);
+            Assert.Equal("65003", r.AsPath);
+        });
+        var routes6 = await bird.RoutesAsync("master6");
+        Assert.Equal(v6.Select(p => p.ToString()).Order(), routes6.Keys.Order());
+        Assert.All(routes6.Values, r => Assert.StartsWith("2001:db8::1", r.NextHop, StringComparison.Ordinal));
+
+        foreach (var p in v4[..5_000])
+            speaker.Withdraw(p);
+        foreach (var p in v6[..500])
+            speaker.Withdraw(p);
+        Assert.Equal(5_000, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 5_000, Patience));
+        Assert.Equal(500, await Eventually.WaitAsync(() => bird.RouteCountAsync("master6"), n => n == 500, Patience));
+        routes4 = await bird.RoutesAsync("master4");
+        Assert.Equal(v4[5_000..].Select(p => p.ToString()).Order(), routes4.Keys.Order());
+    }
+
+    [Fact]
+    public async Task PassiveSessionComesUpWhenBirdConnectsAndCarriesRoutes()
+    {
+        var ourPort = TestPorts.Next();
+        await using var bird = new BirdPeer($$"""
+              local 127.0.0.2 as 65002;
+              neighbor {{OurAddress}} port {{ourPort}} as {{OurAs}};
+              multihop; connect delay time 1; connect retry time 1;
+              ipv4 { import all; export none; };
+              ipv6 { import all; export none; };
+            """);
+        await using var speaker = Speaker(listenPort: ourPort);
+        speaker.Announce(V4(100), V4Attributes);
+        var peer = speaker.AddPeer(Peer("127.0.0.2", 179, 65002, passive: true));
+        speaker.Start();
+        await bird.StartAsync();
+        await WaitEstablishedAsync(peer, Patience);
+        Assert.Equal(100, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 100, Patience));
+    }
+
+    [Fact]
+    public async Task BirdRestartBringsTheSessionBackAndEveryRouteIsSentAgain()
+    {
+        var birdPort = TestPorts.Next();
+        await using var bird = PassiveBird(birdPort);
+        await bird.StartAsync();
+        await using var speaker = Speaker();
+        speaker.Announce(V4(1_000), V4Attributes);
+        var peer = speaker.AddPeer(Peer("127.0.0.2", birdPort, 65002));
+        speaker.Start();
+        await WaitEstablishedAsync(peer, Patience);
+        Assert.Equal(1_000, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 1_000, Patience));
+
+        await bird.KillAsync();
+        await Eventually.WaitAsync(() => Task.FromResult(peer.State), s => s != BgpSessionState.Established, Patience);
+        await bird.StartAsync();
+        await Eventually.WaitAsync(() => Task.FromResult(peer.EstablishedCount), n => n >= 2, Patience);
+        Assert.Equal(2, peer.EstablishedCount);
+        Assert.Equal(1_000, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 1_000, Patience));
+    }
+
+    [Fact]
+    public async Task ShutdownWithoutGracefulRestartMakesBirdDropTheRoutesAndLogTheReason()
+    {
+        var birdPort = TestPorts.Next();
+        await using var bird = PassiveBird(birdPort);
+        await bird.StartAsync();
+        var speaker = Speaker(gracefulRestart: 0);
+        speaker.Announce(V4(1_000), V4Attributes);
+        var peer = speaker.AddPeer(Peer("127.0.0.2", birdPort, 65002));
+        speaker.Start();
+        await WaitEstablishedAsync(peer, Patience);
+        Assert.Equal(1_000, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 1_000, Patience));
+
+        await speaker.StopAsync("maintenance window 42");
+        await speaker.DisposeAsync();
+        Assert.Equal(0, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 0, TimeSpan.FromSeconds(10)));
+        var protocol = await bird.BirdcAsync("show protocols all sn");
+        Assert.Contains("Administrative shutdown", protocol, StringComparison.Ordinal);
+        Assert.Contains("maintenance window 42", protocol + bird.Log, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task KilledSpeakerWithGracefulRestartKeepsRoutesForTheRestartTimeThenBirdDropsThem()
+    {
+        var birdPort = TestPorts.Next();
+        await using var bird = PassiveBird(birdPort);
+        await bird.StartAsync();
+        using var cli = StartCli($"bgp announce --peer 127.0.0.2 --peer-port {birdPort} --peer-as 65002 --local-as {OurAs} --router-id {OurAddress} --local-address {OurAddress} --next-hop 192.0.2.10 --graceful-restart 6 --connect-retry 1 --generate 10.9.0.0 --generate-count 500 --quiet");
+        try
+        {
+            Assert.Equal(500, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 500, Patience));
+        }
+        finally
+        {
+            cli.Kill(); // SIGKILL: no NOTIFICATION, the TCP connection just goes away
+            await cli.WaitForExitAsync();
+        }
+        var killed = Stopwatch.StartNew();
+        await Eventually.WaitAsync(() => bird.IsEstablishedAsync(), up => !up, TimeSpan.FromSeconds(10));
+        // Within the restart time BIRD keeps forwarding on the stale routes...
+        Assert.Equal(500, await bird.RouteCountAsync("master4"));
+        Assert.True(killed.Elapsed < TimeSpan.FromSeconds(5), "the stale-route check must run inside the 6 s restart time");
+        // ...and drops them when the restart time passes without us coming back.
+        Assert.Equal(0, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 0, TimeSpan.FromSeconds(20)));
+        Assert.True(killed.Elapsed >= TimeSpan.FromSeconds(5), $"routes dropped after {killed.Elapsed}, before the restart time");
+    }
+}
