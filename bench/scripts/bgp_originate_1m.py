@@ -38,7 +38,7 @@ class Receiver:
         conf = os.path.join(self.dir, "bird.conf")
         open(conf, "w").write(f"""router id {RECEIVER};
 protocol device {{}}
-protocol bgp src {{ local {RECEIVER} port {port} as 65002; neighbor {src_addr} as {src_as};
+protocol bgp origin_peer {{ local {RECEIVER} port {port} as 65002; neighbor {src_addr} as {src_as};
   multihop; strict bind on; passive on; hold time 240; ipv4 {{ import all; export none; }}; }}
 """)
         self.proc = subprocess.Popen([which("bird"), "-f", "-c", conf, "-s", self.ctl, "-P", os.path.join(self.dir, "pid")])
@@ -56,7 +56,7 @@ protocol bgp src {{ local {RECEIVER} port {port} as 65002; neighbor {src_addr} a
         return 0
 
     def established(self):
-        return "Established" in self.birdc("show", "protocols", "src")
+        return "Established" in self.birdc("show", "protocols", "origin_peer")
 
     def stop(self):
         self.proc.kill(); self.proc.wait()
@@ -109,7 +109,7 @@ def run_bird(work, n, timeout):
         for i in range(n):
             a = 0x0A000000 + i
             f.write(f"route {a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}/32 blackhole;\n")
-        f.write(f"}}\nprotocol bgp out {{ local {BIRD_SRC} as 65005; neighbor {RECEIVER} port {port} as 65002; multihop; "
+        f.write(f"}}\nprotocol bgp to_receiver {{ local {BIRD_SRC} as 65005; neighbor {RECEIVER} port {port} as 65002; multihop; "
                 f"connect delay time 1; connect retry time 1; ipv4 {{ import none; export all; next hop address 192.0.2.10; }}; }}\n")
     started = time.monotonic()
     p = subprocess.Popen([which("bird"), "-f", "-c", conf, "-s", os.path.join(d, "ctl"), "-P", os.path.join(d, "pid")])

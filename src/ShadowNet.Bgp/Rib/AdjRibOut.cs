@@ -37,10 +37,11 @@ public sealed class AdjRibOut
             _signal.Writer.TryWrite(true);
     }
 
-    internal void MarkAllDirty(IEnumerable<RoutePrefix> prefixes)
+    internal void MarkAllDirty(IReadOnlyCollection<RoutePrefix> prefixes)
     {
         lock (_lock)
         {
+            _dirty.EnsureCapacity(_dirty.Count + prefixes.Count);
             foreach (var p in prefixes)
                 _dirty.Add(p);
         }

@@ -38,6 +38,7 @@ public sealed class LocRib
     {
         lock (_lock)
         {
+            _routes.EnsureCapacity(_routes.Count + prefixes.Length);
             foreach (var p in prefixes)
             {
                 if (_routes.TryGetValue(p, out var old) && old.Equals(attributes))

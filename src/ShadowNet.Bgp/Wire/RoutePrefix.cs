@@ -11,13 +11,17 @@ namespace ShadowNet.Bgp.Wire;
 /// </summary>
 public readonly struct RoutePrefix : IEquatable<RoutePrefix>, IComparable<RoutePrefix>
 {
-    private readonly UInt128 _bits;
+    // Two ulongs rather than a UInt128: 8-byte alignment keeps the struct at 24 bytes instead of 32,
+    // a quarter less memory for every table of a million host routes.
+    private readonly ulong _hi;
+    private readonly ulong _lo;
     private readonly byte _length;
     private readonly bool _isIPv6;
 
     private RoutePrefix(UInt128 bits, byte length, bool isIPv6)
     {
-        _bits = bits;
+        _hi = (ulong)(bits >> 64);
+        _lo = (ulong)bits;
         _length = length;
         _isIPv6 = isIPv6;
     }
@@ -40,8 +44,8 @@ public readonly struct RoutePrefix : IEquatable<RoutePrefix>, IComparable<RouteP
         ? IPv6(ToUInt128(address), 128)
         : IPv4(ToUInt32(address), 32);
 
-    public UInt128 Bits => _bits;
-    public uint IPv4Bits => (uint)_bits;
+    public UInt128 Bits => new(_hi, _lo);
+    public uint IPv4Bits => (uint)_lo;
     public int Length => _length;
     public bool IsIPv6 => _isIPv6;
     public int MaxLength => _isIPv6 ? 128 : 32;
@@ -55,9 +59,9 @@ public readonly struct RoutePrefix : IEquatable<RoutePrefix>, IComparable<RouteP
         get
         {
             if (!_isIPv6)
-                return new IPAddress(BinaryPrimitives.ReverseEndianness((uint)_bits) & 0xFFFFFFFFL);
+                return new IPAddress(BinaryPrimitives.ReverseEndianness((uint)_lo) & 0xFFFFFFFFL);
             Span<byte> bytes = stackalloc byte[16];
-            BinaryPrimitives.WriteUInt128BigEndian(bytes, _bits);
+            BinaryPrimitives.WriteUInt128BigEndian(bytes, Bits);
             return new IPAddress(bytes);
         }
     }
@@ -102,15 +106,13 @@ public readonly struct RoutePrefix : IEquatable<RoutePrefix>, IComparable<RouteP
         ? p
         : throw new FormatException($"'{text}' is not an IPv4 or IPv6 prefix");
 
-    public bool Equals(RoutePrefix other) => _bits == other._bits && _length == other._length && _isIPv6 == other._isIPv6;
+    public bool Equals(RoutePrefix other) => _lo == other._lo && _hi == other._hi && _length == other._length && _isIPv6 == other._isIPv6;
     public override bool Equals([NotNullWhen(true)] object? obj) => obj is RoutePrefix other && Equals(other);
 
     public override int GetHashCode()
     {
         // Cheap mixing: host routes differ mostly in the low bits, which a multiply spreads.
-        var lo = (ulong)_bits;
-        var hi = (ulong)(_bits >> 64);
-        var h = (lo ^ (hi * 0x9E3779B97F4A7C15UL)) * 0xBF58476D1CE4E5B9UL;
+        var h = (_lo ^ (_hi * 0x9E3779B97F4A7C15UL)) * 0xBF58476D1CE4E5B9UL;
         return (int)(h >> 32) ^ (_length << 1) ^ (_isIPv6 ? 1 : 0);
     }
 
@@ -118,7 +120,7 @@ public readonly struct RoutePrefix : IEquatable<RoutePrefix>, IComparable<RouteP
     {
         if (_isIPv6 != other._isIPv6)
             return _isIPv6 ? 1 : -1;
-        var c = _bits.CompareTo(other._bits);
+        var c = Bits.CompareTo(other.Bits);
         return c != 0 ? c : _length.CompareTo(other._length);
     }
 

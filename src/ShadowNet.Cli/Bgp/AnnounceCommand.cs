@@ -56,12 +56,13 @@ internal static class AnnounceCommand
                         routes.Add(ParsePrefix(text, $"{f.Name} line {lineNumber}"));
                 }
             }
+            RoutePrefix[] generated = [];
             if (parse.GetValue(generate) is { } first)
             {
                 var start = ParsePrefix(first, "--generate");
-                var n = parse.GetValue(generateCount);
-                for (var i = 0; i < n; i++)
-                    routes.Add(start.IsIPv6 ? RoutePrefix.IPv6(start.Bits + (UInt128)i, 128) : RoutePrefix.IPv4(start.IPv4Bits + (uint)i, 32));
+                generated = new RoutePrefix[parse.GetValue(generateCount)];
+                for (var i = 0; i < generated.Length; i++)
+                    generated[i] = start.IsIPv6 ? RoutePrefix.IPv6(start.Bits + (UInt128)i, 128) : RoutePrefix.IPv4(start.IPv4Bits + (uint)i, 32);
             }
 
             var attributes = new RouteAttributes
@@ -102,11 +103,15 @@ internal static class AnnounceCommand
             };
             var bgpPeer = speaker.AddPeer(peerOptions);
 
-            var v4 = routes.Where(r => !r.IsIPv6).ToArray();
-            var v6 = routes.Where(r => r.IsIPv6).ToArray();
-            speaker.Announce(v4, attributes);
-            speaker.Announce(v6, v6Attributes);
-            Console.Out.WriteLine($"loaded {routes.Count} prefixes in {started.Elapsed.TotalSeconds:F3} s");
+            foreach (var batch in new[] { routes.ToArray(), generated })
+            {
+                speaker.Announce(batch.Where(r => !r.IsIPv6).ToArray(), attributes);
+                speaker.Announce(batch.Where(r => r.IsIPv6).ToArray(), v6Attributes);
+            }
+            var total = routes.Count + generated.Length;
+            generated = [];
+            routes.Clear();
+            Console.Out.WriteLine($"loaded {total} prefixes in {started.Elapsed.TotalSeconds:F3} s");
 
             bgpPeer.StateChanged += (p, s) =>
             {
