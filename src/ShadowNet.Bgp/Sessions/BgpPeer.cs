@@ -42,6 +42,9 @@ public sealed partial class BgpPeer
     public NotificationMessage? LastNotificationSent { get; private set; }
     public NotificationMessage? LastNotificationReceived { get; private set; }
     public string? LastError { get; private set; }
+    /// <summary>Prefixes changed but not yet written to this peer: its backlog, bounded by the Loc-RIB size.</summary>
+    public int PendingPrefixes => _adjRibOut?.PendingCount ?? 0;
+    private volatile AdjRibOut? _adjRibOut;
 
     public event Action<BgpPeer, BgpSessionState>? StateChanged;
 
@@ -210,6 +213,7 @@ public sealed partial class BgpPeer
             UpdateState();
 
             adjRibOut = new AdjRibOut();
+            _adjRibOut = adjRibOut;
             var writerState = new WriterState(connection, adjRibOut, session, _speaker.ExportContextFor(this, connection.LocalEndPoint.Address, session));
             _speaker.LocRib.Subscribe(adjRibOut);
             writer = Task.Run(() => WriterLoopAsync(writerState, token), CancellationToken.None);
@@ -254,7 +258,10 @@ public sealed partial class BgpPeer
             if (toSend is { } n)
                 await SendNotificationAsync(connection, n).ConfigureAwait(false);
             if (adjRibOut is not null)
+            {
                 _speaker.LocRib.Unsubscribe(adjRibOut);
+                _adjRibOut = null;
+            }
             lock (_lock)
             {
                 _connections.Remove(connection);

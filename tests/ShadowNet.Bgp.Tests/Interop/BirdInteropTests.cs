@@ -148,3 +148,56 @@ public class BirdInteropTests
         Assert.True(killed.Elapsed >= TimeSpan.FromSeconds(5), $"routes dropped after {killed.Elapsed}, before the restart time");
     }
 }
+
+/// <summary>A peer that stops reading must not slow the others or make the speaker's memory grow.</summary>
+public class SlowPeerTests
+{
+    [Fact]
+    public async Task PeerThatStopsReadingDoesNotStallBirdAndItsBacklogStaysBounded()
+    {
+        var birdPort = TestPorts.Next();
+        await using var bird = new BirdPeer($$"""
+              local 127.0.0.2 port {{birdPort}} as 65002;
+              neighbor {{OurAddress}} as {{OurAs}};
+              multihop; strict bind on; passive on;
+              ipv4 { import all; export none; };
+            """);
+        await bird.StartAsync();
+
+        // The stalled peer: completes the handshake, then never reads again (small receive window).
+        using var stalledListener = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        stalledListener.ReceiveBufferSize = 4096;
+        stalledListener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("127.0.0.6"), 0));
+        stalledListener.Listen();
+        var stalledPort = ((System.Net.IPEndPoint)stalledListener.LocalEndPoint!).Port;
+
+        await using var speaker = Speaker();
+        const int n = 1_000_000;
+        var routes = V4(n);
+        speaker.Announce(routes, V4Attributes);
+        var healthy = speaker.AddPeer(Peer("127.0.0.2", birdPort, 65002));
+        var stalled = speaker.AddPeer(Peer("127.0.0.6", stalledPort, 65006));
+        speaker.Start();
+
+        using var stalledSocket = await stalledListener.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        var buffer = new byte[4096];
+        await stalledSocket.ReceiveAsync(buffer); // our OPEN
+        await stalledSocket.SendAsync(Wire.MessageBuilder.Open(myAs: 65006, hold: 0, id: 0x7F000006, optional: [2, 6, 65, 4, 0, 0, 0xFD, 0xEE]));
+        await stalledSocket.SendAsync(Wire.MessageBuilder.Message(4));
+        await WaitEstablishedAsync(stalled, TimeSpan.FromSeconds(10));
+
+        Assert.Equal(n, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), c => c == n, TimeSpan.FromSeconds(60)));
+        Assert.True(stalled.PrefixesSent < n, $"the stalled peer cannot have taken all {n} routes ({stalled.PrefixesSent})");
+
+        // Churn on the same prefixes coalesces into the backlog instead of queueing messages.
+        for (var round = 0; round < 20; round++)
+        {
+            foreach (var p in routes[..10_000])
+                speaker.Withdraw(p);
+            speaker.Announce(routes.AsSpan(0, 10_000), V4Attributes);
+        }
+        Assert.True(stalled.PendingPrefixes <= n, $"backlog {stalled.PendingPrefixes} exceeds the table size");
+        Assert.Equal(BgpSessionState.Established, healthy.State);
+        Assert.Equal(n, await bird.RouteCountAsync("master4"));
+    }
+}
