@@ -240,17 +240,7 @@ public static class UpdateEncoder
         var fixedLength = BgpConstants.HeaderLength + 4 + attributes.Attributes.Length;
         if (attributes.MpReachHeader is { } mp)
             fixedLength += MpAttributeHeader + mp.Length;
-        var budget = maxMessageLength - fixedLength;
-        var count = 0;
-        var nlriLength = 0;
-        while (count < prefixes.Length)
-        {
-            var l = prefixes[count].NlriLength;
-            if (nlriLength + l > budget)
-                break;
-            nlriLength += l;
-            count++;
-        }
+        var count = CountFitting(prefixes, maxMessageLength - fixedLength, out var nlriLength);
         if (count == 0)
             return 0;
 
@@ -292,17 +282,7 @@ public static class UpdateEncoder
             return 0;
         var ipv6 = prefixes[0].IsIPv6;
         var fixedLength = BgpConstants.HeaderLength + 4 + (ipv6 ? MpAttributeHeader + 3 : 0);
-        var budget = maxMessageLength - fixedLength;
-        var count = 0;
-        var nlriLength = 0;
-        while (count < prefixes.Length)
-        {
-            var l = prefixes[count].NlriLength;
-            if (nlriLength + l > budget)
-                break;
-            nlriLength += l;
-            count++;
-        }
+        var count = CountFitting(prefixes, maxMessageLength - fixedLength, out var nlriLength);
         var total = fixedLength + nlriLength;
         var span = writer.GetSpan(total);
         BgpFraming.WriteHeader(span, total, BgpMessageType.Update);
@@ -354,6 +334,22 @@ public static class UpdateEncoder
         BinaryPrimitives.WriteUInt16BigEndian(s[26..], (ushort)family.Afi);
         s[28] = (byte)family.Safi;
         writer.Advance(total);
+    }
+
+    /// <summary>How many leading prefixes fit in <paramref name="budget"/> octets of NLRI, and the octets they take.</summary>
+    private static int CountFitting(ReadOnlySpan<RoutePrefix> prefixes, int budget, out int nlriLength)
+    {
+        var count = 0;
+        nlriLength = 0;
+        while (count < prefixes.Length)
+        {
+            var l = prefixes[count].NlriLength;
+            if (nlriLength + l > budget)
+                break;
+            nlriLength += l;
+            count++;
+        }
+        return count;
     }
 
     private static int WritePrefixes(Span<byte> destination, ReadOnlySpan<RoutePrefix> prefixes)
