@@ -81,6 +81,32 @@ public class BirdInteropTests
     }
 
     [Fact]
+    public async Task BothSidesActiveAndListeningConvergeOnOneStableSession()
+    {
+        // RFC 4271 section 6.8: both ends active and listening. Whether the two TCP connections
+        // actually cross depends on timing; either way exactly one session must stay up.
+        var birdPort = TestPorts.Next();
+        var ourPort = TestPorts.Next();
+        await using var bird = new BirdPeer($$"""
+              local 127.0.0.2 port {{birdPort}} as 65002;
+              neighbor {{OurAddress}} port {{ourPort}} as {{OurAs}};
+              multihop; strict bind on; connect delay time 1; connect retry time 1;
+              ipv4 { import all; export none; };
+            """);
+        await bird.StartAsync();
+        await using var speaker = Speaker(listenPort: ourPort);
+        speaker.Announce(V4(100), V4Attributes);
+        var peer = speaker.AddPeer(Peer("127.0.0.2", birdPort, 65002));
+        speaker.Start();
+        await WaitEstablishedAsync(peer, Patience);
+        Assert.Equal(100, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 100, Patience));
+        await Task.Delay(TimeSpan.FromSeconds(4));
+        Assert.Equal(BgpSessionState.Established, peer.State);
+        Assert.True(await bird.IsEstablishedAsync());
+        Assert.Equal(100, await bird.RouteCountAsync("master4"));
+    }
+
+    [Fact]
     public async Task BirdRestartBringsTheSessionBackAndEveryRouteIsSentAgain()
     {
         var birdPort = TestPorts.Next();
