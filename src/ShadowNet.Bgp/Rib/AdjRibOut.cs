@@ -70,7 +70,8 @@ public sealed class AdjRibOut
     internal void Recycle(HashSet<RoutePrefix> set)
     {
         set.Clear();
-        if (set.Count == 0 && set.EnsureCapacity(0) > 1 << 20)
+        // Keep the capacity for the next batch, except after a full-table dump of a large table.
+        if (set.EnsureCapacity(0) > 1 << 16)
             set.TrimExcess();
         lock (_lock)
             _spare = set;

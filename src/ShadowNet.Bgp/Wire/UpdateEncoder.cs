@@ -359,6 +359,4 @@ public static class UpdateEncoder
             o += Nlri.Write(destination[o..], p);
         return o;
     }
-
-    internal static bool IsIPv4(IPAddress a) => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork;
 }

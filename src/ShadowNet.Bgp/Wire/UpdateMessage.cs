@@ -42,7 +42,6 @@ public sealed class UpdateMessage
     private readonly ulong[] _seen = new ulong[4];
     private readonly List<(byte Flags, byte Type, int Offset, int Length)> _unknown = new(4);
     private readonly List<PathAttributeType> _discarded = new(4);
-    private int _length;
     private int _attributeCount;
 
     public List<RoutePrefix> Withdrawn { get; } = new(1024);
@@ -86,9 +85,6 @@ public sealed class UpdateMessage
         return ((AttributeFlags)u.Flags, u.Type, _body.AsMemory(u.Offset, u.Length));
     }
 
-    /// <summary>The bytes of every interpreted attribute value that identifies a path, for interning received attribute sets.</summary>
-    public ReadOnlySpan<byte> Body => _body.AsSpan(0, _length);
-
     private ReadOnlySpan<byte> Slice((int Offset, int Length) r) => _body.AsSpan(r.Offset, r.Length);
 
     public void Parse(ReadOnlySequence<byte> body, in UpdateParseContext context)
@@ -109,7 +105,6 @@ public sealed class UpdateMessage
 
     private void Reset(int length)
     {
-        _length = length;
         _attributeCount = 0;
         Withdrawn.Clear();
         Announced.Clear();
