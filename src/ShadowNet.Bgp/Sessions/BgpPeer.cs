@@ -215,9 +215,11 @@ public sealed partial class BgpPeer
             adjRibOut = new AdjRibOut();
             _adjRibOut = adjRibOut;
             var writerState = new WriterState(connection, adjRibOut, session, _speaker.ExportContextFor(this, connection.LocalEndPoint.Address, session));
+            // Timers first: their PeriodicTimer must exist before the writer's first message
+            // (End-of-RIB) can let anyone observe the session and move the clock.
+            var timers = TimersAsync(connection, writerState, session, token);
             _speaker.LocRib.Subscribe(adjRibOut);
             writer = Task.Run(() => WriterLoopAsync(writerState, token), CancellationToken.None);
-            var timers = TimersAsync(connection, writerState, session, token);
             await ReaderLoopAsync(connection, writerState, session, token).ConfigureAwait(false);
             await timers.ConfigureAwait(false);
         }
