@@ -112,6 +112,10 @@ public sealed partial class BgpPeer
                     await HandleConnectionAsync(socket, outgoing: true, ct).ConfigureAwait(false);
                     if (EstablishedCount != before)
                         delay = Options.ConnectRetry;
+                    // This loop saw that connection end itself; leave no stale wake-up for the wait below.
+                    while (_connectionEnded.Wait(0, CancellationToken.None))
+                    {
+                    }
                 }
                 else
                 {
@@ -120,7 +124,14 @@ public sealed partial class BgpPeer
             }
             else
             {
-                await _connectionEnded.WaitAsync(ct).ConfigureAwait(false);
+                try
+                {
+                    await _connectionEnded.WaitAsync(ct).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
                 delay = Options.ConnectRetry;
                 if (Options.Passive)
                     continue;

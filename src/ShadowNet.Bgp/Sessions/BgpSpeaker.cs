@@ -17,6 +17,8 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
     private readonly List<BgpPeer> _peers = [];
     private readonly List<Socket> _listeners = [];
     private readonly List<Task> _tasks = [];
+    /// <summary>Accepted connections still running; each removes itself when it ends, so a flapping peer leaks nothing.</summary>
+    private readonly HashSet<Task> _accepted = [];
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
@@ -96,7 +98,14 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
                 _ = RejectAsync(client);
                 continue;
             }
-            _tasks.Add(Task.Run(() => peer.AcceptAsync(client, ct), CancellationToken.None));
+            var task = Task.Run(() => peer.AcceptAsync(client, ct), CancellationToken.None);
+            lock (_accepted)
+                _accepted.Add(task);
+            _ = task.ContinueWith(t =>
+            {
+                lock (_accepted)
+                    _accepted.Remove(t);
+            }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
     }
 
@@ -163,7 +172,10 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
             l.Dispose();
         try
         {
-            await Task.WhenAll(_tasks.ToArray()).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
+            Task[] running;
+            lock (_accepted)
+                running = [.. _tasks, .. _accepted];
+            await Task.WhenAll(running).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or TimeoutException)
         {
