@@ -84,6 +84,13 @@ public sealed partial class BgpPeer
                 }
             }
         }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // A session that can no longer write is dead: close it instead of reading on silently.
+            LastError = $"writer failed: {e.Message}";
+            await state.Connection.Closing.CancelAsync().ConfigureAwait(false);
+            throw;
+        }
         finally
         {
             ArrayPool<RoutePrefix>.Shared.Return(prefixes);

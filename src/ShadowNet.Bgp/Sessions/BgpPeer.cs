@@ -263,8 +263,10 @@ public sealed partial class BgpPeer
                 {
                     await writer.ConfigureAwait(false);
                 }
-                catch (Exception e) when (e is OperationCanceledException or IOException or SocketException or ObjectDisposedException or InvalidOperationException)
+                catch (Exception)
                 {
+                    // Cancellation, a broken socket, or a writer failure it already recorded in LastError:
+                    // the teardown below must run whatever it was.
                 }
             }
             toSend ??= connection.PendingNotification;

@@ -90,10 +90,7 @@ public sealed class UpdateMessage
     public void Parse(ReadOnlySequence<byte> body, in UpdateParseContext context)
     {
         var length = (int)body.Length;
-        if (body.IsSingleSegment)
-            body.FirstSpan.CopyTo(_body);
-        else
-            body.CopyTo(_body);
+        body.CopyTo(_body);
         Parse(length, context);
     }
 
