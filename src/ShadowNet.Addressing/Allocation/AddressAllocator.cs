@@ -1,0 +1,599 @@
+using ShadowNet.Addressing.Pools;
+
+namespace ShadowNet.Addressing.Allocation;
+
+/// <summary>
+/// The Shadow Network Allocator's address book: pre-allocations (reservations) per application, claims by
+/// instances (a hit takes a reservation, a miss falls back to a dynamic pool), releases with a reuse
+/// delay, and the lookups the route manager and the API need.
+/// </summary>
+/// <remarks>
+/// Single-threaded by design: one writer (the durable allocator's commit loop) calls it, so no locks sit
+/// on the hot path. Every mutation is appended to <see cref="Changes"/> when it is set, in order; that
+/// list is what the state store writes. A claim, a release and their lookups allocate nothing once the
+/// tables have grown to their working size.
+/// </remarks>
+public sealed class AddressAllocator
+{
+    private readonly AddressPool[] _pools;
+    private readonly Dictionary<string, AddressPool> _poolsByName = new(StringComparer.Ordinal);
+    private readonly TimeProvider _time;
+    private readonly Dictionary<Address, Lease> _leases = [];
+    private readonly Dictionary<InstanceKey, Address> _assigned = [];
+    private readonly Dictionary<InstanceKey, Address> _reservedForInstance = [];
+    private readonly Dictionary<string, ApplicationBook> _applications = new(StringComparer.Ordinal);
+    private readonly Action<Address> _onQuarantineOver;
+
+    public AddressAllocator(IEnumerable<PoolDefinition> pools, TimeProvider? time = null)
+    {
+        _time = time ?? TimeProvider.System;
+        var list = new List<AddressPool>();
+        foreach (var definition in pools)
+        {
+            definition.Validate();
+            var pool = new AddressPool(definition);
+            if (!_poolsByName.TryAdd(definition.Name, pool))
+            {
+                throw new PoolConfigurationException($"pool '{definition.Name}' is defined twice");
+            }
+
+            foreach (var other in list)
+            {
+                foreach (var a in definition.Prefixes)
+                {
+                    foreach (var b in other.Definition.Prefixes)
+                    {
+                        if (PoolDefinition.Overlaps(AddressRange.Of(a), AddressRange.Of(b)))
+                        {
+                            throw new PoolConfigurationException($"pool '{definition.Name}': prefix {a} overlaps {b} of pool '{other.Name}'");
+                        }
+                    }
+                }
+            }
+
+            list.Add(pool);
+        }
+
+        _pools = [.. list];
+        _onQuarantineOver = OnQuarantineOver;
+    }
+
+    /// <summary>When set, every change is appended here in order (the durable layer drains it).</summary>
+    public List<LeaseChange>? Changes { get; set; }
+
+    public int LeaseCount => _leases.Count;
+
+    public IEnumerable<PoolDefinition> Pools => _pools.Select(p => p.Definition);
+
+    /// <summary>
+    /// Pre-allocates <paramref name="count"/> addresses for an application from its shadow pools.
+    /// Reserves what it can; the status is <see cref="ReserveStatus.Exhausted"/> when that is fewer.
+    /// </summary>
+    public ReserveResult Reserve(string application, IpFamily family, int count, ICollection<Address>? added = null)
+    {
+        if (string.IsNullOrEmpty(application) || count < 0)
+        {
+            return new ReserveResult(ReserveStatus.Invalid, 0, default);
+        }
+
+        var book = GetBook(application);
+        var now = NowMs();
+        Address first = default;
+        var reserved = 0;
+        while (reserved < count && TryTakeFrom(book.Shadow(family), now, out var address, out var pool))
+        {
+            var lease = new Lease(address, pool.Name, LeaseState.Reserved, application, null, false, now);
+            Put(lease, pool);
+            book.Unnamed(family).AddLast(address);
+            added?.Add(address);
+            if (reserved++ == 0)
+            {
+                first = address;
+            }
+        }
+
+        return new ReserveResult(reserved == count ? ReserveStatus.Reserved : ReserveStatus.Exhausted, reserved, first);
+    }
+
+    /// <summary>
+    /// Pre-allocates one address for an instance the orchestrator has already named; a claim by that
+    /// instance takes exactly this address.
+    /// </summary>
+    public ReserveResult ReserveFor(string application, string instance, IpFamily family)
+    {
+        if (string.IsNullOrEmpty(application) || string.IsNullOrEmpty(instance))
+        {
+            return new ReserveResult(ReserveStatus.Invalid, 0, default);
+        }
+
+        var key = new InstanceKey(instance, family);
+        if (_assigned.TryGetValue(key, out var existing) || _reservedForInstance.TryGetValue(key, out existing))
+        {
+            return _leases[existing].Application == application
+                ? new ReserveResult(ReserveStatus.Existing, 1, existing)
+                : new ReserveResult(ReserveStatus.Conflict, 0, existing);
+        }
+
+        var book = GetBook(application);
+        var now = NowMs();
+        if (!TryTakeFrom(book.Shadow(family), now, out var address, out var pool))
+        {
+            return new ReserveResult(ReserveStatus.Exhausted, 0, default);
+        }
+
+        Put(new Lease(address, pool.Name, LeaseState.Reserved, application, instance, false, now), pool);
+        _reservedForInstance.Add(key, address);
+        book.Counts(family).ReservedForNamed++;
+        return new ReserveResult(ReserveStatus.Reserved, 1, address);
+    }
+
+    /// <summary>
+    /// Gives an instance its address: the reservation that names it, else the application's oldest
+    /// reservation (a hit), else a dynamic pool (a miss). Idempotent for the same instance.
+    /// </summary>
+    public ClaimResult Claim(string instance, string application, IpFamily family)
+    {
+        if (string.IsNullOrEmpty(instance) || string.IsNullOrEmpty(application))
+        {
+            return new ClaimResult(ClaimStatus.Invalid, default, false);
+        }
+
+        var key = new InstanceKey(instance, family);
+        if (_assigned.TryGetValue(key, out var existing))
+        {
+            var lease = _leases[existing];
+            return lease.Application == application
+                ? new ClaimResult(ClaimStatus.Existing, existing, lease.Preallocated)
+                : new ClaimResult(ClaimStatus.Conflict, existing, lease.Preallocated);
+        }
+
+        var book = GetBook(application);
+        var now = NowMs();
+        if (_reservedForInstance.TryGetValue(key, out var named) && _leases[named].Application == application)
+        {
+            _reservedForInstance.Remove(key);
+            book.Counts(family).ReservedForNamed--;
+            Assign(named, instance, application, key, preallocated: true, now);
+            return new ClaimResult(ClaimStatus.Hit, named, true);
+        }
+
+        if (book.Unnamed(family).TryTakeFirst(out var reserved))
+        {
+            Assign(reserved, instance, application, key, preallocated: true, now);
+            return new ClaimResult(ClaimStatus.Hit, reserved, true);
+        }
+
+        var dynamic = book.Dynamic(family);
+        if (dynamic.Length == 0 && book.Shadow(family).Length == 0)
+        {
+            return new ClaimResult(ClaimStatus.Invalid, default, false);
+        }
+
+        if (!TryTakeFrom(dynamic, now, out var address, out var pool))
+        {
+            return new ClaimResult(ClaimStatus.Exhausted, default, false);
+        }
+
+        Put(new Lease(address, pool.Name, LeaseState.Assigned, application, instance, false, now), pool);
+        _assigned.Add(key, address);
+        book.Counts(family).Assigned++;
+        return new ClaimResult(ClaimStatus.Miss, address, false);
+    }
+
+    /// <summary>Releases an instance's address of one family; it waits out the pool's reuse delay.</summary>
+    public bool Release(string instance, IpFamily family, out Lease released)
+    {
+        var key = new InstanceKey(instance ?? string.Empty, family);
+        if (!_assigned.Remove(key, out var address))
+        {
+            released = default;
+            return false;
+        }
+
+        var lease = _leases[address];
+        var pool = _poolsByName[lease.Pool];
+        GetBook(lease.Application!).Counts(family).Assigned--;
+        pool.AssignedCount--;
+        var now = NowMs();
+        if (pool.ReuseDelayMs > 0)
+        {
+            released = lease with { State = LeaseState.Quarantined, SinceMs = now };
+            _leases[address] = released;
+            pool.QuarantinedCount++;
+            pool.Quarantine(address, now);
+            Changes?.Add(new LeaseChange(released, false));
+        }
+        else
+        {
+            released = lease;
+            _leases.Remove(address);
+            pool.Return(address);
+            Changes?.Add(new LeaseChange(lease, true));
+        }
+
+        return true;
+    }
+
+    /// <summary>Cancels the reservation made for a named instance that never came.</summary>
+    public bool Unreserve(string instance, IpFamily family)
+    {
+        if (!_reservedForInstance.Remove(new InstanceKey(instance ?? string.Empty, family), out var address))
+        {
+            return false;
+        }
+
+        var lease = _leases[address];
+        GetBook(lease.Application!).Counts(family).ReservedForNamed--;
+        Drop(lease);
+        return true;
+    }
+
+    /// <summary>
+    /// Drops an application's newest unnamed reservations until <paramref name="keep"/> remain (the
+    /// forecast fell). They never carried traffic, so they are free at once. Returns how many went.
+    /// </summary>
+    public int Shrink(string application, IpFamily family, int keep, ICollection<Address>? removed = null)
+    {
+        if (!_applications.TryGetValue(application ?? string.Empty, out var book))
+        {
+            return 0;
+        }
+
+        var unnamed = book.Unnamed(family);
+        var count = 0;
+        while (unnamed.Count > Math.Max(keep, 0) && unnamed.TryTakeLast(out var address))
+        {
+            Drop(_leases[address]);
+            removed?.Add(address);
+            count++;
+        }
+
+        return count;
+    }
+
+    /// <summary>Frees every quarantined address whose reuse delay is over, in all pools.</summary>
+    public void ExpireQuarantine()
+    {
+        var now = NowMs();
+        foreach (var pool in _pools)
+        {
+            pool.ReleaseExpired(now, _onQuarantineOver);
+        }
+    }
+
+    public bool TryGetByInstance(string instance, IpFamily family, out Lease lease)
+    {
+        if (_assigned.TryGetValue(new InstanceKey(instance, family), out var address))
+        {
+            lease = _leases[address];
+            return true;
+        }
+
+        lease = default;
+        return false;
+    }
+
+    public bool TryGetByAddress(Address address, out Lease lease) => _leases.TryGetValue(address, out lease);
+
+    public ApplicationUsage GetUsage(string application, IpFamily family)
+    {
+        if (!_applications.TryGetValue(application, out var book))
+        {
+            return default;
+        }
+
+        var counts = book.Counts(family);
+        return new ApplicationUsage(book.Unnamed(family).Count, counts.ReservedForNamed, counts.Assigned);
+    }
+
+    /// <summary>Every lease, in no particular order (for listing; allocates).</summary>
+    public IEnumerable<Lease> Leases => _leases.Values;
+
+    public IEnumerable<Lease> LeasesOf(string application) => _leases.Values.Where(l => l.Application == application);
+
+    public IReadOnlyList<PoolUsage> PoolUsages() =>
+        [.. _pools.Select(p => new PoolUsage(p.Name, p.Definition.Kind, p.Family, p.Size, p.Used, p.ReservedCount, p.AssignedCount, p.QuarantinedCount))];
+
+    /// <summary>
+    /// Rebuilds the book from a store's leases. Anything that cannot be true (an address outside its
+    /// pool, taken twice, an instance holding two addresses of a family) is an
+    /// <see cref="AllocationStateException"/> naming the lease: a wrong store is never silently mended.
+    /// </summary>
+    public void Restore(IEnumerable<Lease> leases)
+    {
+        if (_leases.Count != 0)
+        {
+            throw new InvalidOperationException("Restore needs an empty allocator.");
+        }
+
+        var now = NowMs();
+        var ordered = leases.OrderBy(l => l.SinceMs).ThenBy(l => l.Address).ToList();
+        foreach (var lease in ordered)
+        {
+            if (!_poolsByName.TryGetValue(lease.Pool ?? string.Empty, out var pool))
+            {
+                throw new AllocationStateException($"lease {lease.Address} refers to pool '{lease.Pool}', which is not configured");
+            }
+
+            if (lease.State is not (LeaseState.Reserved or LeaseState.Assigned or LeaseState.Quarantined))
+            {
+                throw new AllocationStateException($"lease {lease.Address} has unknown state {(int)lease.State}");
+            }
+
+            if (string.IsNullOrEmpty(lease.Application) || (lease.State == LeaseState.Assigned && string.IsNullOrEmpty(lease.Instance)))
+            {
+                throw new AllocationStateException($"lease {lease.Address} ({lease.State}) has no application or instance");
+            }
+
+            if (lease.State == LeaseState.Quarantined && lease.SinceMs + pool.ReuseDelayMs <= now)
+            {
+                Changes?.Add(new LeaseChange(lease, true));
+                continue;
+            }
+
+            if (!pool.TakeAt(lease.Address))
+            {
+                throw new AllocationStateException(pool.Contains(lease.Address)
+                    ? $"address {lease.Address} appears in two leases"
+                    : $"lease {lease.Address} lies outside the usable ranges of pool '{pool.Name}'");
+            }
+
+            var family = lease.Address.Family;
+            var book = GetBook(lease.Application);
+            switch (lease.State)
+            {
+                case LeaseState.Assigned:
+                    if (!_assigned.TryAdd(new InstanceKey(lease.Instance!, family), lease.Address))
+                    {
+                        throw new AllocationStateException($"instance '{lease.Instance}' holds two {family} addresses ({lease.Address} and {_assigned[new InstanceKey(lease.Instance!, family)]})");
+                    }
+
+                    book.Counts(family).Assigned++;
+                    break;
+                case LeaseState.Reserved when lease.Instance is not null:
+                    if (!_reservedForInstance.TryAdd(new InstanceKey(lease.Instance, family), lease.Address))
+                    {
+                        throw new AllocationStateException($"instance '{lease.Instance}' has two {family} reservations");
+                    }
+
+                    book.Counts(family).ReservedForNamed++;
+                    break;
+                case LeaseState.Reserved:
+                    book.Unnamed(family).AddLast(lease.Address);
+                    break;
+                case LeaseState.Quarantined:
+                    pool.Quarantine(lease.Address, lease.SinceMs);
+                    break;
+            }
+
+            _leases.Add(lease.Address, lease);
+            Count(pool, lease.State, +1);
+        }
+
+        var violations = CheckInvariants();
+        if (violations.Count > 0)
+        {
+            throw new AllocationStateException(string.Join("; ", violations.Take(5)));
+        }
+    }
+
+    /// <summary>
+    /// Checks that the indexes, the bitmaps and the counters agree with the lease table. Empty when all
+    /// holds. O(leases); for start-up and tests, not the hot path.
+    /// </summary>
+    public IReadOnlyList<string> CheckInvariants()
+    {
+        var violations = new List<string>();
+        var perPool = _pools.ToDictionary(p => p.Name, _ => new int[4], StringComparer.Ordinal);
+        foreach (var (address, lease) in _leases)
+        {
+            if (lease.Address != address)
+            {
+                violations.Add($"lease keyed {address} names {lease.Address}");
+            }
+
+            if (!_poolsByName.TryGetValue(lease.Pool, out var pool) || !pool.Contains(address))
+            {
+                violations.Add($"{address} is outside pool '{lease.Pool}'");
+                continue;
+            }
+
+            if (pool.IsFree(address))
+            {
+                violations.Add($"{address} is leased ({lease.State}) but free in the bitmap");
+            }
+
+            perPool[pool.Name][(int)lease.State]++;
+            var key = new InstanceKey(lease.Instance ?? string.Empty, address.Family);
+            switch (lease.State)
+            {
+                case LeaseState.Assigned when !_assigned.TryGetValue(key, out var a) || a != address:
+                    violations.Add($"{address} is assigned to '{lease.Instance}' but the instance index disagrees");
+                    break;
+                case LeaseState.Reserved when lease.Instance is not null && (!_reservedForInstance.TryGetValue(key, out var r) || r != address):
+                    violations.Add($"{address} is reserved for '{lease.Instance}' but the reservation index disagrees");
+                    break;
+            }
+        }
+
+        foreach (var (key, address) in _assigned)
+        {
+            if (!_leases.TryGetValue(address, out var lease) || lease.State != LeaseState.Assigned || lease.Instance != key.Instance)
+            {
+                violations.Add($"instance '{key.Instance}' points at {address}, which is not assigned to it");
+            }
+        }
+
+        foreach (var (key, address) in _reservedForInstance)
+        {
+            if (!_leases.TryGetValue(address, out var lease) || lease.State != LeaseState.Reserved || lease.Instance != key.Instance)
+            {
+                violations.Add($"named reservation '{key.Instance}' points at {address}, which is not reserved for it");
+            }
+        }
+
+        var unnamedTotal = 0;
+        foreach (var (application, book) in _applications)
+        {
+            foreach (var family in (ReadOnlySpan<IpFamily>)[IpFamily.IPv4, IpFamily.IPv6])
+            {
+                foreach (var address in book.Unnamed(family).Items())
+                {
+                    unnamedTotal++;
+                    if (!_leases.TryGetValue(address, out var lease) || lease.State != LeaseState.Reserved || lease.Application != application || lease.Instance is not null)
+                    {
+                        violations.Add($"{address} is queued as a reservation of '{application}' but its lease says otherwise");
+                    }
+                }
+            }
+        }
+
+        var unnamedLeases = _leases.Values.Count(l => l.State == LeaseState.Reserved && l.Instance is null);
+        if (unnamedTotal != unnamedLeases)
+        {
+            violations.Add($"{unnamedLeases} unnamed reservations in the table but {unnamedTotal} queued");
+        }
+
+        foreach (var pool in _pools)
+        {
+            var counts = perPool[pool.Name];
+            var leased = (ulong)(counts[1] + counts[2] + counts[3]);
+            if (pool.Used != leased)
+            {
+                violations.Add($"pool '{pool.Name}': bitmap has {pool.Used} taken, lease table {leased}");
+            }
+
+            if (pool.ReservedCount != counts[1] || pool.AssignedCount != counts[2] || pool.QuarantinedCount != counts[3])
+            {
+                violations.Add($"pool '{pool.Name}': counters {pool.ReservedCount}/{pool.AssignedCount}/{pool.QuarantinedCount} but table {counts[1]}/{counts[2]}/{counts[3]}");
+            }
+
+            if (pool.QuarantineCount != counts[3])
+            {
+                violations.Add($"pool '{pool.Name}': {pool.QuarantineCount} waiting in quarantine but {counts[3]} quarantined leases");
+            }
+        }
+
+        return violations;
+    }
+
+    private long NowMs() => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    private bool TryTakeFrom(AddressPool[] pools, long now, out Address address, out AddressPool pool)
+    {
+        foreach (var candidate in pools)
+        {
+            if (candidate.TryTake(now, out address, _onQuarantineOver))
+            {
+                pool = candidate;
+                return true;
+            }
+        }
+
+        address = default;
+        pool = null!;
+        return false;
+    }
+
+    private void Assign(Address address, string instance, string application, InstanceKey key, bool preallocated, long now)
+    {
+        var lease = _leases[address];
+        var pool = _poolsByName[lease.Pool];
+        pool.ReservedCount--;
+        pool.AssignedCount++;
+        lease = lease with { State = LeaseState.Assigned, Application = application, Instance = instance, Preallocated = preallocated, SinceMs = now };
+        _leases[address] = lease;
+        _assigned.Add(key, address);
+        GetBook(application).Counts(key.Family).Assigned++;
+        Changes?.Add(new LeaseChange(lease, false));
+    }
+
+    private void Put(Lease lease, AddressPool pool)
+    {
+        _leases.Add(lease.Address, lease);
+        Count(pool, lease.State, +1);
+        Changes?.Add(new LeaseChange(lease, false));
+    }
+
+    /// <summary>Removes a reservation and frees its address at once.</summary>
+    private void Drop(Lease lease)
+    {
+        var pool = _poolsByName[lease.Pool];
+        _leases.Remove(lease.Address);
+        pool.Return(lease.Address);
+        Count(pool, lease.State, -1);
+        Changes?.Add(new LeaseChange(lease, true));
+    }
+
+    private void OnQuarantineOver(Address address)
+    {
+        if (_leases.Remove(address, out var lease))
+        {
+            _poolsByName[lease.Pool].QuarantinedCount--;
+            Changes?.Add(new LeaseChange(lease, true));
+        }
+    }
+
+    private static void Count(AddressPool pool, LeaseState state, int delta)
+    {
+        switch (state)
+        {
+            case LeaseState.Reserved: pool.ReservedCount += delta; break;
+            case LeaseState.Assigned: pool.AssignedCount += delta; break;
+            case LeaseState.Quarantined: pool.QuarantinedCount += delta; break;
+        }
+    }
+
+    private ApplicationBook GetBook(string application)
+    {
+        if (!_applications.TryGetValue(application, out var book))
+        {
+            book = new ApplicationBook(application, _pools);
+            _applications.Add(application, book);
+        }
+
+        return book;
+    }
+
+    private readonly record struct InstanceKey(string Instance, IpFamily Family);
+
+    /// <summary>One application's reservations and the pools it may draw from, per family.</summary>
+    private sealed class ApplicationBook
+    {
+        private readonly RingDeque<Address> _unnamed4 = new(), _unnamed6 = new();
+        private readonly FamilyCounts _counts4 = new(), _counts6 = new();
+        private readonly AddressPool[] _shadow4, _shadow6, _dynamic4, _dynamic6;
+
+        public ApplicationBook(string application, AddressPool[] pools)
+        {
+            // Pools dedicated to the application come first, then the shared ones, in configuration order.
+            AddressPool[] Choose(PoolKind kind, IpFamily family) =>
+            [
+                .. pools.Where(p => p.Definition.Kind == kind && p.Family == family && p.Definition.Application == application),
+                .. pools.Where(p => p.Definition.Kind == kind && p.Family == family && p.Definition.Application is null),
+            ];
+            _shadow4 = Choose(PoolKind.Shadow, IpFamily.IPv4);
+            _shadow6 = Choose(PoolKind.Shadow, IpFamily.IPv6);
+            _dynamic4 = Choose(PoolKind.Dynamic, IpFamily.IPv4);
+            _dynamic6 = Choose(PoolKind.Dynamic, IpFamily.IPv6);
+        }
+
+        public RingDeque<Address> Unnamed(IpFamily family) => family == IpFamily.IPv6 ? _unnamed6 : _unnamed4;
+
+        public FamilyCounts Counts(IpFamily family) => family == IpFamily.IPv6 ? _counts6 : _counts4;
+
+        public AddressPool[] Shadow(IpFamily family) => family == IpFamily.IPv6 ? _shadow6 : _shadow4;
+
+        public AddressPool[] Dynamic(IpFamily family) => family == IpFamily.IPv6 ? _dynamic6 : _dynamic4;
+    }
+
+    private sealed class FamilyCounts
+    {
+        public int ReservedForNamed { get; set; }
+
+        public int Assigned { get; set; }
+    }
+}
+
+/// <summary>Stored allocation state that cannot be right; the message names the lease at fault.</summary>
+public sealed class AllocationStateException(string message) : Exception(message);

@@ -1,0 +1,190 @@
+using System.Net;
+using Microsoft.Extensions.Time.Testing;
+using ShadowNet.Addressing.Allocation;
+using ShadowNet.Addressing.Pools;
+
+namespace ShadowNet.Addressing.Tests.Allocation;
+
+public class AddressAllocatorTests
+{
+    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-25T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+
+    private AddressAllocator NewAllocator(TimeSpan reuseDelay = default, string dynamicPrefix = "10.9.0.0/29") => new(
+    [
+        new PoolDefinition("shadow-v4", PoolKind.Shadow, [IPNetwork.Parse("10.1.0.0/29")], ReuseDelay: reuseDelay),
+        new PoolDefinition("dynamic-v4", PoolKind.Dynamic, [IPNetwork.Parse(dynamicPrefix)], ReuseDelay: reuseDelay),
+        new PoolDefinition("shadow-v6", PoolKind.Shadow, [IPNetwork.Parse("2001:db8:1::/64")]),
+        new PoolDefinition("web-only", PoolKind.Shadow, [IPNetwork.Parse("10.2.0.0/30")], Application: "web"),
+    ], _time);
+
+    [Fact]
+    public void ClaimTakesTheOldestReservationAsAHitThenFallsBackToDynamicAsAMiss()
+    {
+        var allocator = NewAllocator();
+        var reserved = new List<Address>();
+        Assert.Equal(new ReserveResult(ReserveStatus.Reserved, 2, Address.Parse("10.1.0.1")), allocator.Reserve("db", IpFamily.IPv4, 2, reserved));
+
+        Assert.Equal(new ClaimResult(ClaimStatus.Hit, reserved[0], true), allocator.Claim("db-0", "db", IpFamily.IPv4));
+        Assert.Equal(new ClaimResult(ClaimStatus.Hit, reserved[1], true), allocator.Claim("db-1", "db", IpFamily.IPv4));
+        Assert.Equal(new ClaimResult(ClaimStatus.Miss, Address.Parse("10.9.0.1"), false), allocator.Claim("db-2", "db", IpFamily.IPv4));
+        Assert.Equal(new ApplicationUsage(0, 0, 3), allocator.GetUsage("db", IpFamily.IPv4));
+        Assert.Empty(allocator.CheckInvariants());
+    }
+
+    [Fact]
+    public void RetriedClaimIsIdempotentAndAnotherApplicationGetsConflict()
+    {
+        var allocator = NewAllocator();
+        var first = allocator.Claim("vm-1", "db", IpFamily.IPv4);
+        Assert.Equal(ClaimStatus.Miss, first.Status);
+        Assert.Equal(new ClaimResult(ClaimStatus.Existing, first.Address, false), allocator.Claim("vm-1", "db", IpFamily.IPv4));
+        Assert.Equal(ClaimStatus.Conflict, allocator.Claim("vm-1", "web", IpFamily.IPv4).Status);
+        Assert.Equal(1, allocator.LeaseCount);
+    }
+
+    [Fact]
+    public void ANamedReservationGoesToExactlyThatInstance()
+    {
+        var allocator = NewAllocator();
+        allocator.Reserve("db", IpFamily.IPv4, 2);
+        var named = allocator.ReserveFor("db", "db-7", IpFamily.IPv4);
+        Assert.Equal(ReserveStatus.Reserved, named.Status);
+        Assert.Equal(ReserveStatus.Existing, allocator.ReserveFor("db", "db-7", IpFamily.IPv4).Status);
+
+        var claim = allocator.Claim("db-7", "db", IpFamily.IPv4);
+        Assert.Equal(new ClaimResult(ClaimStatus.Hit, named.First, true), claim);
+        Assert.Equal(new ApplicationUsage(2, 0, 1), allocator.GetUsage("db", IpFamily.IPv4));
+    }
+
+    [Fact]
+    public void ApplicationPoolsServeOnlyTheirApplicationAndComeFirst()
+    {
+        var allocator = NewAllocator();
+        var web = new List<Address>();
+        allocator.Reserve("web", IpFamily.IPv4, 3, web);
+        Assert.Equal(["10.2.0.1", "10.2.0.2", "10.1.0.1"], web.Select(a => a.ToString()));
+        var db = new List<Address>();
+        allocator.Reserve("db", IpFamily.IPv4, 1, db);
+        Assert.Equal("10.1.0.2", db[0].ToString());
+    }
+
+    [Fact]
+    public void ExhaustionOfShadowAndDynamicPoolsIsAStatusNotAnException()
+    {
+        var allocator = NewAllocator();
+        var result = allocator.Reserve("db", IpFamily.IPv4, 100);
+        Assert.Equal(new ReserveResult(ReserveStatus.Exhausted, 6, Address.Parse("10.1.0.1")), result);
+        for (var i = 0; i < 6 + 6; i++)
+        {
+            Assert.True(allocator.Claim($"vm-{i}", "db", IpFamily.IPv4).Succeeded);
+        }
+
+        Assert.Equal(new ClaimResult(ClaimStatus.Exhausted, default, false), allocator.Claim("vm-12", "db", IpFamily.IPv4));
+        Assert.Equal(ClaimStatus.Exhausted, allocator.Claim("vm-13", "db", IpFamily.IPv6).Status);
+        Assert.Empty(allocator.CheckInvariants());
+    }
+
+    [Fact]
+    public void ReleasedAddressWaitsOutTheReuseDelay()
+    {
+        var allocator = NewAllocator(TimeSpan.FromSeconds(30), dynamicPrefix: "10.9.0.0/30");
+        var a = allocator.Claim("vm-a", "db", IpFamily.IPv4).Address;
+        var b = allocator.Claim("vm-b", "db", IpFamily.IPv4).Address;
+        Assert.True(allocator.Release("vm-a", IpFamily.IPv4, out var released));
+        Assert.Equal(a, released.Address);
+        Assert.True(allocator.TryGetByAddress(a, out var quarantined));
+        Assert.Equal(LeaseState.Quarantined, quarantined.State);
+
+        // The /30 has two usable addresses, both taken: the released one must not come back yet.
+        Assert.Equal(ClaimStatus.Exhausted, allocator.Claim("vm-c", "db", IpFamily.IPv4).Status);
+        _time.Advance(TimeSpan.FromSeconds(29.999));
+        Assert.Equal(ClaimStatus.Exhausted, allocator.Claim("vm-c", "db", IpFamily.IPv4).Status);
+        _time.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.Equal(new ClaimResult(ClaimStatus.Miss, a, false), allocator.Claim("vm-c", "db", IpFamily.IPv4));
+        Assert.NotEqual(a, b);
+        Assert.Empty(allocator.CheckInvariants());
+    }
+
+    [Fact]
+    public void ShrinkDropsTheNewestUnnamedReservationsAndFreesThemAtOnce()
+    {
+        var allocator = NewAllocator(TimeSpan.FromMinutes(5));
+        var reserved = new List<Address>();
+        allocator.Reserve("db", IpFamily.IPv4, 5, reserved);
+        allocator.ReserveFor("db", "db-9", IpFamily.IPv4);
+        var removed = new List<Address>();
+        Assert.Equal(3, allocator.Shrink("db", IpFamily.IPv4, 2, removed));
+        Assert.Equal(reserved.Skip(2).Reverse(), removed);
+        Assert.Equal(new ApplicationUsage(2, 1, 0), allocator.GetUsage("db", IpFamily.IPv4));
+        var again = new List<Address>();
+        allocator.Reserve("other", IpFamily.IPv4, 1, again);
+        Assert.Equal(reserved[2], again[0]);
+        Assert.Empty(allocator.CheckInvariants());
+    }
+
+    [Fact]
+    public void EveryChangeIsRecordedInOrderForTheStore()
+    {
+        var allocator = NewAllocator(TimeSpan.FromSeconds(1));
+        allocator.Changes = [];
+        allocator.Reserve("db", IpFamily.IPv6, 1);
+        var claim = allocator.Claim("vm", "db", IpFamily.IPv6);
+        allocator.Release("vm", IpFamily.IPv6, out _);
+        Assert.Equal(
+            [(LeaseState.Reserved, false), (LeaseState.Assigned, false), (LeaseState.Assigned, true)],
+            allocator.Changes.Select(c => (c.Lease.State, c.Removed)));
+        Assert.All(allocator.Changes, c => Assert.Equal(claim.Address, c.Lease.Address));
+    }
+
+    [Fact]
+    public void RestoreRebuildsTheSameBook()
+    {
+        var allocator = NewAllocator(TimeSpan.FromSeconds(10));
+        allocator.Reserve("db", IpFamily.IPv4, 3);
+        allocator.ReserveFor("db", "db-5", IpFamily.IPv6);
+        allocator.Claim("db-0", "db", IpFamily.IPv4);
+        allocator.Claim("x-0", "x", IpFamily.IPv4);
+        allocator.Release("x-0", IpFamily.IPv4, out _);
+
+        var copy = NewAllocator(TimeSpan.FromSeconds(10));
+        copy.Restore(allocator.Leases.ToList());
+        Assert.Empty(copy.CheckInvariants());
+        Assert.Equal(allocator.Leases.OrderBy(l => l.Address), copy.Leases.OrderBy(l => l.Address));
+        Assert.Equal(allocator.GetUsage("db", IpFamily.IPv4), copy.GetUsage("db", IpFamily.IPv4));
+        Assert.Equal(allocator.Claim("db-1", "db", IpFamily.IPv4), copy.Claim("db-1", "db", IpFamily.IPv4));
+        Assert.Equal(allocator.Claim("db-5", "db", IpFamily.IPv6), copy.Claim("db-5", "db", IpFamily.IPv6));
+    }
+
+    [Fact]
+    public void RestoreDropsQuarantinedLeasesWhoseDelayIsOver()
+    {
+        var allocator = NewAllocator(TimeSpan.FromSeconds(10));
+        allocator.Claim("x-0", "x", IpFamily.IPv4);
+        allocator.Release("x-0", IpFamily.IPv4, out _);
+        _time.Advance(TimeSpan.FromSeconds(11));
+        var copy = NewAllocator(TimeSpan.FromSeconds(10));
+        copy.Restore(allocator.Leases.ToList());
+        Assert.Equal(0, copy.LeaseCount);
+    }
+
+    [Theory]
+    [InlineData("10.1.0.1", "nowhere", "lease 10.1.0.1 refers to pool 'nowhere', which is not configured")]
+    [InlineData("10.1.0.7", "shadow-v4", "lease 10.1.0.7 lies outside the usable ranges of pool 'shadow-v4'")]
+    [InlineData("10.9.0.3", "shadow-v4", "lease 10.9.0.3 lies outside the usable ranges of pool 'shadow-v4'")]
+    public void RestoreRefusesLeasesThatCannotBeRight(string address, string pool, string message)
+    {
+        var allocator = NewAllocator();
+        var lease = new Lease(Address.Parse(address), pool, LeaseState.Assigned, "db", "vm", false, 0);
+        Assert.Equal(message, Assert.Throws<AllocationStateException>(() => allocator.Restore([lease])).Message);
+    }
+
+    [Fact]
+    public void RestoreRefusesAnAddressOrAnInstanceTakenTwice()
+    {
+        var a = new Lease(Address.Parse("10.1.0.1"), "shadow-v4", LeaseState.Assigned, "db", "vm", true, 0);
+        var error = Assert.Throws<AllocationStateException>(() => NewAllocator().Restore([a, a with { Instance = "vm2" }]));
+        Assert.Equal("address 10.1.0.1 appears in two leases", error.Message);
+        error = Assert.Throws<AllocationStateException>(() => NewAllocator().Restore([a, a with { Address = Address.Parse("10.1.0.2") }]));
+        Assert.StartsWith("instance 'vm' holds two IPv4 addresses", error.Message, StringComparison.Ordinal);
+    }
+}
