@@ -87,29 +87,3 @@ internal static class Eventually
         return last;
     }
 }
-
-/// <summary>A temporary directory removed on dispose.</summary>
-internal sealed class TempDirectory : IDisposable
-{
-    public TempDirectory(string prefix)
-    {
-        Path = Directory.CreateTempSubdirectory($"shadownet-{prefix}-").FullName;
-    }
-
-    public string Path { get; }
-    public string File(string name) => System.IO.Path.Combine(Path, name);
-
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(Path, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-        catch (UnauthorizedAccessException)
-        {
-        }
-    }
-}

@@ -1,0 +1,107 @@
+using ShadowNet.Addressing;
+using ShadowNet.Addressing.Allocation;
+using ShadowNet.Controller.Allocation;
+using ShadowNet.Controller.State;
+using ShadowNet.Controller.Tests.Support;
+
+namespace ShadowNet.Controller.Tests.Allocation;
+
+public class DurableAllocatorTests
+{
+    [Fact]
+    public async Task AcknowledgedOperationsAreThereAfterReopening()
+    {
+        using var folder = new TempDirectory("state");
+        var path = folder.File("state.db");
+        List<Lease> before;
+        await using (var allocator = DurableAllocator.Open(TestPools.Small(TimeSpan.FromMinutes(1)), SqliteAllocationStore.Open(path)))
+        {
+            var reserved = await allocator.ReserveAddressesAsync("db", IpFamily.IPv4, 3);
+            Assert.Equal(3, reserved.Count);
+            Assert.Equal(ReserveStatus.Reserved, (await allocator.ReserveForAsync("db", "db-9", IpFamily.IPv6)).Status);
+            Assert.Equal(new ClaimResult(ClaimStatus.Hit, reserved[0], true), await allocator.ClaimAsync("db-0", "db", IpFamily.IPv4));
+            Assert.Equal(ClaimStatus.Miss, (await allocator.ClaimAsync("web-0", "web", IpFamily.IPv6)).Status);
+            Assert.Equal(ClaimStatus.Miss, (await allocator.ClaimAsync("web-1", "web", IpFamily.IPv4)).Status);
+            Assert.NotNull(await allocator.ReleaseAsync("web-1", IpFamily.IPv4));
+            Assert.Equal([reserved[2]], await allocator.ShrinkAsync("db", IpFamily.IPv4, 1));
+            before = await allocator.ReadAsync(a => a.Leases.OrderBy(l => l.Address).ToList());
+        }
+
+        await using (var reopened = DurableAllocator.Open(TestPools.Small(TimeSpan.FromMinutes(1)), SqliteAllocationStore.Open(path)))
+        {
+            var after = await reopened.ReadAsync(a => a.Leases.OrderBy(l => l.Address).ToList());
+            Assert.Equal(before, after);
+            Assert.Equal(5, after.Count);
+            Assert.Contains(after, l => l.State == LeaseState.Quarantined && l.Instance == "web-1");
+            Assert.Equal(ClaimStatus.Existing, (await reopened.ClaimAsync("db-0", "db", IpFamily.IPv4)).Status);
+        }
+    }
+
+    [Fact]
+    public async Task ConcurrentOperationsShareCommits()
+    {
+        using var folder = new TempDirectory("state");
+        await using var allocator = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(folder.File("state.db")));
+        var claims = await Task.WhenAll(Enumerable.Range(0, 2000).Select(i => allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv6)));
+        Assert.All(claims, c => Assert.Equal(ClaimStatus.Miss, c.Status));
+        Assert.Equal(2000, claims.Select(c => c.Address).Distinct().Count());
+        Assert.Equal(2000, allocator.Acknowledged);
+        Assert.True(allocator.Commits < 2000, $"{allocator.Commits} commits for 2000 operations: no grouping");
+    }
+
+    [Fact]
+    public async Task CommitFailureStopsTheAllocatorAndAcknowledgesNothingMore()
+    {
+        var store = new FailingStore();
+        await using var allocator = DurableAllocator.Open(TestPools.Small(), store);
+        Assert.Equal(ClaimStatus.Miss, (await allocator.ClaimAsync("vm-0", "web", IpFamily.IPv4)).Status);
+        store.Fail = true;
+        var error = await Assert.ThrowsAsync<StateStoreException>(() => allocator.ClaimAsync("vm-1", "web", IpFamily.IPv4));
+        Assert.Contains("state store 'memory' failed to commit", error.Message, StringComparison.Ordinal);
+        store.Fail = false;
+        await Assert.ThrowsAsync<StateStoreException>(() => allocator.ClaimAsync("vm-2", "web", IpFamily.IPv4));
+        Assert.Equal(1, store.Committed);
+    }
+
+    [Fact]
+    public async Task StoreThatDoesNotMatchThePoolsIsAStartupErrorNamingIt()
+    {
+        using var folder = new TempDirectory("state");
+        var path = folder.File("state.db");
+        await using (var allocator = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(path)))
+        {
+            await allocator.ClaimAsync("vm-0", "web", IpFamily.IPv4);
+        }
+
+        var fewerPools = TestPools.Small().Where(p => p.Name != "dynamic-v4");
+        var error = Assert.Throws<StateStoreException>(() => DurableAllocator.Open(fewerPools, SqliteAllocationStore.Open(path)));
+        Assert.Equal($"state store '{path}' does not match the configured pools: lease 10.9.0.1 refers to pool 'dynamic-v4', which is not configured", error.Message);
+    }
+
+    private sealed class FailingStore : IAllocationStore
+    {
+        public bool Fail { get; set; }
+
+        public int Committed { get; private set; }
+
+        public string Location => "memory";
+
+        public long CommittedSequence => Committed;
+
+        public IReadOnlyList<Lease> LoadLeases() => [];
+
+        public void Commit(ReadOnlySpan<LeaseChange> changes, long sequence)
+        {
+            if (Fail)
+            {
+                throw new IOException("disk full");
+            }
+
+            Committed++;
+        }
+
+        public void Dispose()
+        {
+        }
+    }
+}

@@ -1,0 +1,93 @@
+using Microsoft.Data.Sqlite;
+using ShadowNet.Addressing;
+using ShadowNet.Addressing.Allocation;
+using ShadowNet.Controller.Allocation;
+using ShadowNet.Controller.State;
+using ShadowNet.Controller.Tests.Support;
+
+namespace ShadowNet.Controller.Tests.State;
+
+public class SqliteAllocationStoreTests
+{
+    [Fact]
+    public void GarbageFileIsAStartupErrorNamingTheFile()
+    {
+        using var folder = new TempDirectory("state");
+        var path = folder.File("state.db");
+        File.WriteAllBytes(path, [.. Enumerable.Range(0, 8192).Select(i => (byte)(i * 31))]);
+        var error = Assert.Throws<StateStoreException>(() => SqliteAllocationStore.Open(path));
+        Assert.StartsWith($"state store '{path}' is not a database", error.Message, StringComparison.Ordinal);
+        Assert.Equal(8192, new FileInfo(path).Length);
+    }
+
+    [Fact]
+    public async Task TruncatedStoreIsAStartupErrorNamingTheFile()
+    {
+        using var folder = new TempDirectory("state");
+        var path = folder.File("state.db");
+        await using (var allocator = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(path)))
+        {
+            await Task.WhenAll(Enumerable.Range(0, 3000).Select(i => allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv6)));
+        }
+
+        SqliteConnection.ClearAllPools();
+        var length = new FileInfo(path).Length;
+        Assert.True(length > 64 * 1024, $"store is only {length} bytes: the WAL was not checkpointed");
+        using (var file = new FileStream(path, FileMode.Open))
+        {
+            file.SetLength(length / 2);
+        }
+
+        var error = Assert.ThrowsAny<StateStoreException>(() =>
+        {
+            using var store = SqliteAllocationStore.Open(path);
+            store.LoadLeases();
+        });
+        Assert.Contains($"state store '{path}' is damaged", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ForeignSqliteDatabaseIsRefused()
+    {
+        using var folder = new TempDirectory("state");
+        var path = folder.File("other.db");
+        using (var connection = new SqliteConnection($"Data Source={path};Pooling=False"))
+        {
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "CREATE TABLE t(x INTEGER); INSERT INTO t VALUES(1);";
+            command.ExecuteNonQuery();
+        }
+
+        var error = Assert.Throws<StateStoreException>(() => SqliteAllocationStore.Open(path));
+        Assert.Equal($"state store '{path}' is an SQLite database but not a ShadowNet store (application_id 0)", error.Message);
+    }
+
+    [Fact]
+    public void SecondProcessOnTheSameStoreIsRefused()
+    {
+        using var folder = new TempDirectory("state");
+        var path = folder.File("state.db");
+        using var first = SqliteAllocationStore.Open(path);
+        first.Commit([], 1);
+        var error = Assert.Throws<StateStoreException>(() => SqliteAllocationStore.Open(path));
+        Assert.StartsWith($"state store '{path}' is in use by another process", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void CommitWritesUpsertsAndDeletesInOrder()
+    {
+        using var folder = new TempDirectory("state");
+        var path = folder.File("state.db");
+        var a = new Lease(Address.Parse("10.1.0.2"), "shadow-v4", LeaseState.Reserved, "db", null, false, 1);
+        var b = new Lease(Address.Parse("2001:db8:1::1"), "shadow-v6", LeaseState.Reserved, "db", "db-1", false, 2);
+        using (var store = SqliteAllocationStore.Open(path))
+        {
+            store.Commit([new(a, false), new(b, false), new(a with { State = LeaseState.Assigned, Instance = "db-0" }, false), new(b, true)], 7);
+        }
+
+        using var reopened = SqliteAllocationStore.Open(path);
+        Assert.Equal(7, reopened.CommittedSequence);
+        Assert.Equal([a with { State = LeaseState.Assigned, Instance = "db-0" }], reopened.LoadLeases());
+    }
+}
