@@ -1,5 +1,12 @@
 using BenchmarkDotNet.Running;
+using ShadowNet.Benchmarks.State;
+
+if (args.Length > 0 && args[0] == "ack-latency")
+{
+    return await AckLatencyProbe.RunAsync(args);
+}
 
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+return 0;
 
 public partial class Program;

@@ -1,5 +1,7 @@
+using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Threading.Channels;
+using System.Threading.Tasks.Sources;
 using ShadowNet.Addressing;
 using ShadowNet.Addressing.Allocation;
 using ShadowNet.Addressing.Pools;
@@ -26,6 +28,10 @@ public sealed record DurableAllocatorOptions
 /// While a group commits, new operations queue up and form the next group, so the group size follows
 /// the load: one operation per commit when idle, thousands under a burst. A failed commit leaves memory
 /// ahead of disk, so the allocator stops (every later call fails) and a restart reloads from the store.
+/// Callers' continuations run synchronously on the writer thread when their group commits. A hop to the
+/// thread pool or to a second thread costs about a millisecond at p90 on this two-core VM (waking an idle
+/// core is slow), which is most of the latency budget; the price is that a continuation must not block.
+/// Code that may block resumes elsewhere with <c>ConfigureAwait(ConfigureAwaitOptions.ForceYielding)</c>.
 /// </remarks>
 public sealed class DurableAllocator : IAsyncDisposable
 {
@@ -37,6 +43,9 @@ public sealed class DurableAllocator : IAsyncDisposable
     private readonly List<Operation> _group = [];
     private readonly Thread _writer;
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ManualResetEventSlim _wakeWriter = new(false);
+    private int _writerSleeping;
+    private int _disposed;
     private long _sequence;
     private volatile Exception? _fault;
 
@@ -64,6 +73,9 @@ public sealed class DurableAllocator : IAsyncDisposable
     private long _acknowledged;
 
     public string StoreLocation => _store.Location;
+
+    /// <summary>Raised on the writer thread after each group commits: operations in it, and how long the commit took.</summary>
+    public event Action<int, TimeSpan>? GroupCommitted;
 
     /// <summary>
     /// Loads the store, rebuilds the allocator and checks its invariants, then starts the writer. A store
@@ -94,82 +106,91 @@ public sealed class DurableAllocator : IAsyncDisposable
         return durable;
     }
 
-    public Task<ReserveResult> ReserveAsync(string application, IpFamily family, int count, CancellationToken cancellationToken = default) =>
-        Submit(a => a.Reserve(application, family, count), cancellationToken);
+    public ValueTask<ReserveResult> ReserveAsync(string application, IpFamily family, int count, CancellationToken cancellationToken = default) =>
+        Submit(static (a, x) => a.Reserve(x.application, x.family, x.count), (application, family, count), cancellationToken);
 
     /// <summary>Reserves and reports the addresses reserved (for staging their routes).</summary>
-    public Task<IReadOnlyList<Address>> ReserveAddressesAsync(string application, IpFamily family, int count, CancellationToken cancellationToken = default) =>
-        Submit<IReadOnlyList<Address>>(a =>
+    public ValueTask<IReadOnlyList<Address>> ReserveAddressesAsync(string application, IpFamily family, int count, CancellationToken cancellationToken = default) =>
+        Submit<(string application, IpFamily family, int count), IReadOnlyList<Address>>(static (a, x) =>
         {
-            var added = new List<Address>(count);
-            a.Reserve(application, family, count, added);
+            var added = new List<Address>(x.count);
+            a.Reserve(x.application, x.family, x.count, added);
             return added;
-        }, cancellationToken);
+        }, (application, family, count), cancellationToken);
 
-    public Task<ReserveResult> ReserveForAsync(string application, string instance, IpFamily family, CancellationToken cancellationToken = default) =>
-        Submit(a => a.ReserveFor(application, instance, family), cancellationToken);
+    public ValueTask<ReserveResult> ReserveForAsync(string application, string instance, IpFamily family, CancellationToken cancellationToken = default) =>
+        Submit(static (a, x) => a.ReserveFor(x.application, x.instance, x.family), (application, instance, family), cancellationToken);
 
-    public Task<ClaimResult> ClaimAsync(string instance, string application, IpFamily family, CancellationToken cancellationToken = default) =>
-        Submit(a => a.Claim(instance, application, family), cancellationToken);
+    /// <summary>Claims an address for an instance (see <see cref="AddressAllocator.Claim"/>); allocates nothing.</summary>
+    public ValueTask<ClaimResult> ClaimAsync(string instance, string application, IpFamily family, CancellationToken cancellationToken = default) =>
+        Submit(static (a, x) => a.Claim(x.instance, x.application, x.family), (instance, application, family), cancellationToken);
 
-    /// <summary>Releases an instance's address; the lease it had, or null when it had none.</summary>
-    public Task<Lease?> ReleaseAsync(string instance, IpFamily family, CancellationToken cancellationToken = default) =>
-        Submit(a => a.Release(instance, family, out var lease) ? lease : (Lease?)null, cancellationToken);
+    /// <summary>Releases an instance's address; the lease it had, or null when it had none. Allocates nothing.</summary>
+    public ValueTask<Lease?> ReleaseAsync(string instance, IpFamily family, CancellationToken cancellationToken = default) =>
+        Submit(static (a, x) => a.Release(x.instance, x.family, out var lease) ? lease : (Lease?)null, (instance, family), cancellationToken);
 
-    public Task<bool> UnreserveAsync(string instance, IpFamily family, CancellationToken cancellationToken = default) =>
-        Submit(a => a.Unreserve(instance, family), cancellationToken);
+    public ValueTask<bool> UnreserveAsync(string instance, IpFamily family, CancellationToken cancellationToken = default) =>
+        Submit(static (a, x) => a.Unreserve(x.instance, x.family), (instance, family), cancellationToken);
 
-    public Task<IReadOnlyList<Address>> ShrinkAsync(string application, IpFamily family, int keep, CancellationToken cancellationToken = default) =>
-        Submit<IReadOnlyList<Address>>(a =>
+    public ValueTask<IReadOnlyList<Address>> ShrinkAsync(string application, IpFamily family, int keep, CancellationToken cancellationToken = default) =>
+        Submit<(string application, IpFamily family, int keep), IReadOnlyList<Address>>(static (a, x) =>
         {
             var removed = new List<Address>();
-            a.Shrink(application, family, keep, removed);
+            a.Shrink(x.application, x.family, x.keep, removed);
             return removed;
-        }, cancellationToken);
+        }, (application, family, keep), cancellationToken);
 
     /// <summary>
     /// Runs a read against the allocator on the writer thread, in order with the writes, so it sees every
     /// operation submitted before it; it completes once those are committed.
     /// </summary>
-    public Task<T> ReadAsync<T>(Func<AddressAllocator, T> read, CancellationToken cancellationToken = default) =>
-        Submit(read, cancellationToken);
+    public ValueTask<T> ReadAsync<T>(Func<AddressAllocator, T> read, CancellationToken cancellationToken = default) =>
+        Submit(static (a, read) => read(a), read, cancellationToken);
 
     /// <summary>Stops taking operations, commits what is queued, and closes the store.</summary>
     public async ValueTask DisposeAsync()
     {
         _queue.Writer.TryComplete();
+        _wakeWriter.Set();
         await _stopped.Task;
-        _store.Dispose();
+
+        // The wake-up event is left to the GC: a submitter racing with shutdown may still Set it.
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _store.Dispose();
+        }
     }
 
-    private Task<T> Submit<T>(Func<AddressAllocator, T> apply, CancellationToken cancellationToken)
+    private ValueTask<TResult> Submit<TArgs, TResult>(Func<AddressAllocator, TArgs, TResult> apply, TArgs args, CancellationToken cancellationToken)
     {
         if (_fault is { } fault)
         {
-            return Task.FromException<T>(Faulted(fault));
+            return ValueTask.FromException<TResult>(Faulted(fault));
         }
 
-        var operation = new Operation<T>(apply);
+        var operation = PooledOperation<TArgs, TResult>.Rent(apply, args);
         if (!_queue.Writer.TryWrite(operation))
         {
             return SubmitSlowAsync(operation, cancellationToken);
         }
 
-        return operation.Task;
+        WakeWriter();
+        return operation.Result;
     }
 
-    private async Task<T> SubmitSlowAsync<T>(Operation<T> operation, CancellationToken cancellationToken)
+    private async ValueTask<TResult> SubmitSlowAsync<TArgs, TResult>(PooledOperation<TArgs, TResult> operation, CancellationToken cancellationToken)
     {
         try
         {
             await _queue.Writer.WriteAsync(operation, cancellationToken);
+            WakeWriter();
         }
         catch (ChannelClosedException)
         {
             throw new ObjectDisposedException(nameof(DurableAllocator), "the allocator is stopping");
         }
 
-        return await operation.Task;
+        return await operation.Result;
     }
 
     private void WriterLoop()
@@ -179,7 +200,7 @@ public sealed class DurableAllocator : IAsyncDisposable
         {
             while (true)
             {
-                if (!reader.TryPeek(out _) && !reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+                if (!reader.TryPeek(out _) && !SleepUntilWork(reader))
                 {
                     break;
                 }
@@ -189,14 +210,20 @@ public sealed class DurableAllocator : IAsyncDisposable
                     if (_fault is { } fault)
                     {
                         operation.Fail(Faulted(fault));
-                        continue;
+                    }
+                    else
+                    {
+                        operation.Apply(_allocator);
                     }
 
-                    operation.Apply(_allocator);
                     _group.Add(operation);
                 }
 
                 CommitGroup();
+                if (_fault is null)
+                {
+                    Maintain();
+                }
             }
         }
         finally
@@ -211,9 +238,11 @@ public sealed class DurableAllocator : IAsyncDisposable
         {
             try
             {
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 _store.Commit(CollectionsMarshal.AsSpan(_changes), _sequence + 1);
                 _sequence++;
                 Interlocked.Increment(ref _commits);
+                GroupCommitted?.Invoke(_group.Count, System.Diagnostics.Stopwatch.GetElapsedTime(started));
             }
             catch (Exception e)
             {
@@ -223,20 +252,72 @@ public sealed class DurableAllocator : IAsyncDisposable
             _changes.Clear();
         }
 
-        foreach (var operation in _group)
+        if (_group.Count == 0)
         {
-            if (_fault is { } fault)
+            return;
+        }
+
+        if (_fault is { } fault)
+        {
+            foreach (var operation in _group)
             {
                 operation.Fail(Faulted(fault));
             }
-            else
-            {
-                operation.Complete();
-            }
+        }
+        else
+        {
+            Interlocked.Add(ref _acknowledged, _group.Count);
         }
 
-        Interlocked.Add(ref _acknowledged, _fault is null ? _group.Count : 0);
+        foreach (var operation in _group)
+        {
+            operation.Complete();
+        }
+
         _group.Clear();
+    }
+
+    /// <summary>
+    /// Blocks the writer until an operation arrives (false once the queue is closed and empty). Submitters
+    /// wake it directly through an event: waiting on the channel's own task would route every wake-up
+    /// through the thread pool, which on a busy two-core machine costs milliseconds.
+    /// </summary>
+    private bool SleepUntilWork(ChannelReader<Operation> reader)
+    {
+        while (true)
+        {
+            Interlocked.Exchange(ref _writerSleeping, 1);
+            if (reader.TryPeek(out _) || reader.Completion.IsCompleted)
+            {
+                Interlocked.Exchange(ref _writerSleeping, 0);
+                return !reader.Completion.IsCompleted;
+            }
+
+            _wakeWriter.Wait();
+            _wakeWriter.Reset();
+            Interlocked.Exchange(ref _writerSleeping, 0);
+        }
+    }
+
+    private void WakeWriter()
+    {
+        if (Volatile.Read(ref _writerSleeping) == 1)
+        {
+            _wakeWriter.Set();
+        }
+    }
+
+    private void Maintain()
+    {
+        try
+        {
+            _store.Maintain(idle: !_queue.Reader.TryPeek(out _));
+        }
+        catch (Exception e)
+        {
+            // Housekeeping failing means the store is failing: stop before acknowledging anything else.
+            _fault = e;
+        }
     }
 
     private StateStoreException Faulted(Exception cause) =>
@@ -251,19 +332,40 @@ public sealed class DurableAllocator : IAsyncDisposable
         public abstract void Fail(Exception error);
     }
 
-    private sealed class Operation<T>(Func<AddressAllocator, T> apply) : Operation
+    /// <summary>
+    /// One queued operation, recycled after its caller has read the result, so the claim and release
+    /// path allocates nothing: the arguments travel as a value tuple and the operation is a static lambda.
+    /// </summary>
+    private sealed class PooledOperation<TArgs, TResult> : Operation, IValueTaskSource<TResult>
     {
-        private readonly TaskCompletionSource<T> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private T? _result;
+        private static readonly ConcurrentQueue<PooledOperation<TArgs, TResult>> Pool = new();
+
+        // Continuations run synchronously on the writer thread (see the class remarks).
+        private ManualResetValueTaskSourceCore<TResult> _core;
+        private Func<AddressAllocator, TArgs, TResult> _apply = null!;
+        private TArgs _args = default!;
+        private TResult _result = default!;
         private Exception? _error;
 
-        public Task<T> Task => _completion.Task;
+        public ValueTask<TResult> Result => new(this, _core.Version);
+
+        public static PooledOperation<TArgs, TResult> Rent(Func<AddressAllocator, TArgs, TResult> apply, TArgs args)
+        {
+            if (!Pool.TryDequeue(out var operation))
+            {
+                operation = new PooledOperation<TArgs, TResult>();
+            }
+
+            operation._apply = apply;
+            operation._args = args;
+            return operation;
+        }
 
         public override void Apply(AddressAllocator allocator)
         {
             try
             {
-                _result = apply(allocator);
+                _result = _apply(allocator, _args);
             }
             catch (Exception e)
             {
@@ -276,14 +378,37 @@ public sealed class DurableAllocator : IAsyncDisposable
         {
             if (_error is not null)
             {
-                _completion.TrySetException(_error);
+                _core.SetException(_error);
             }
             else
             {
-                _completion.TrySetResult(_result!);
+                _core.SetResult(_result);
             }
         }
 
-        public override void Fail(Exception error) => _completion.TrySetException(error);
+        /// <summary>Records the failure; <see cref="Complete"/> delivers it.</summary>
+        public override void Fail(Exception error) => _error = error;
+
+        public TResult GetResult(short token)
+        {
+            try
+            {
+                return _core.GetResult(token);
+            }
+            finally
+            {
+                _core.Reset();
+                _apply = null!;
+                _args = default!;
+                _result = default!;
+                _error = null;
+                Pool.Enqueue(this);
+            }
+        }
+
+        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            _core.OnCompleted(continuation, state, token, flags);
     }
 }

@@ -25,6 +25,13 @@ public interface IAllocationStore : IDisposable
 
     /// <summary>Applies the changes in order, in one transaction, durably; records the sequence number.</summary>
     void Commit(ReadOnlySpan<LeaseChange> changes, long sequence);
+
+    /// <summary>
+    /// Housekeeping that may take a while (the SQLite store copies its write-ahead log into the database
+    /// file). Called by the writer after it has acknowledged a group, so no caller waits on it for an
+    /// operation already done; <paramref name="idle"/> says whether operations are waiting.
+    /// </summary>
+    void Maintain(bool idle);
 }
 
 /// <summary>The state store cannot be used; the message names the store and what is wrong.</summary>

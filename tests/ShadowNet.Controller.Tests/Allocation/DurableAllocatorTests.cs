@@ -42,7 +42,7 @@ public class DurableAllocatorTests
     {
         using var folder = new TempDirectory("state");
         await using var allocator = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(folder.File("state.db")));
-        var claims = await Task.WhenAll(Enumerable.Range(0, 2000).Select(i => allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv6)));
+        var claims = await Task.WhenAll(Enumerable.Range(0, 2000).Select(i => allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv6).AsTask()));
         Assert.All(claims, c => Assert.Equal(ClaimStatus.Miss, c.Status));
         Assert.Equal(2000, claims.Select(c => c.Address).Distinct().Count());
         Assert.Equal(2000, allocator.Acknowledged);
@@ -56,10 +56,10 @@ public class DurableAllocatorTests
         await using var allocator = DurableAllocator.Open(TestPools.Small(), store);
         Assert.Equal(ClaimStatus.Miss, (await allocator.ClaimAsync("vm-0", "web", IpFamily.IPv4)).Status);
         store.Fail = true;
-        var error = await Assert.ThrowsAsync<StateStoreException>(() => allocator.ClaimAsync("vm-1", "web", IpFamily.IPv4));
+        var error = await Assert.ThrowsAsync<StateStoreException>(() => allocator.ClaimAsync("vm-1", "web", IpFamily.IPv4).AsTask());
         Assert.Contains("state store 'memory' failed to commit", error.Message, StringComparison.Ordinal);
         store.Fail = false;
-        await Assert.ThrowsAsync<StateStoreException>(() => allocator.ClaimAsync("vm-2", "web", IpFamily.IPv4));
+        await Assert.ThrowsAsync<StateStoreException>(() => allocator.ClaimAsync("vm-2", "web", IpFamily.IPv4).AsTask());
         Assert.Equal(1, store.Committed);
     }
 
@@ -98,6 +98,10 @@ public class DurableAllocatorTests
             }
 
             Committed++;
+        }
+
+        public void Maintain(bool idle)
+        {
         }
 
         public void Dispose()

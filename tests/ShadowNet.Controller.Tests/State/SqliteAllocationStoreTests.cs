@@ -27,7 +27,7 @@ public class SqliteAllocationStoreTests
         var path = folder.File("state.db");
         await using (var allocator = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(path)))
         {
-            await Task.WhenAll(Enumerable.Range(0, 3000).Select(i => allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv6)));
+            await Task.WhenAll(Enumerable.Range(0, 3000).Select(i => allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv6).AsTask()));
         }
 
         SqliteConnection.ClearAllPools();
