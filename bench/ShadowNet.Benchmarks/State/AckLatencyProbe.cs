@@ -69,6 +69,7 @@ internal static class AckLatencyProbe
 
             var gcBefore = (GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2));
             var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+            clock.Restart();
             int claimed = 0, released = 0;
             for (var i = 0; i < total; i++)
             {

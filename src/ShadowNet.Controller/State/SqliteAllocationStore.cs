@@ -1,7 +1,11 @@
+using System.Buffers.Binary;
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
+using System.Text;
 using Microsoft.Data.Sqlite;
 using ShadowNet.Addressing;
 using ShadowNet.Addressing.Allocation;
+using SQLitePCL;
 
 namespace ShadowNet.Controller.State;
 
@@ -24,36 +28,35 @@ public sealed class SqliteAllocationStore : IAllocationStore
     private const int ApplicationId = 0x53484E54;
     private const int SchemaVersion = 1;
 
+    private const int SqliteDone = 101;
+
     private readonly SqliteConnection _connection;
-    private readonly SqliteCommand _upsert;
-    private readonly SqliteCommand _delete;
-    private readonly SqliteCommand _setSequence;
-    private readonly SqliteParameter[] _upsertParameters;
-    private readonly SqliteParameter _deleteAddress;
-    private readonly SqliteParameter _sequence;
-    private readonly SqliteCommand _checkpoint;
+    private readonly sqlite3_stmt _begin;
+    private readonly sqlite3_stmt _commit;
+    private readonly sqlite3_stmt _rollback;
+    private readonly sqlite3_stmt _upsert;
+    private readonly sqlite3_stmt _delete;
+    private readonly sqlite3_stmt _setSequence;
+    private readonly sqlite3_stmt _checkpoint;
+    private byte[] _utf8 = new byte[256];
     private int _commitsSinceCheckpoint;
 
     private SqliteAllocationStore(string path, SqliteConnection connection)
     {
         Location = path;
         _connection = connection;
-        _upsert = connection.CreateCommand();
-        _upsert.CommandText =
+        _begin = Prepare("BEGIN IMMEDIATE");
+        _commit = Prepare("COMMIT");
+        _rollback = Prepare("ROLLBACK");
+        _upsert = Prepare(
             "INSERT INTO leases(address, family, pool, state, application, instance, preallocated, since_ms) " +
-            "VALUES($a, $f, $p, $s, $app, $i, $pre, $t) ON CONFLICT(address) DO UPDATE SET family = excluded.family, " +
+            "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(address) DO UPDATE SET family = excluded.family, " +
             "pool = excluded.pool, state = excluded.state, application = excluded.application, instance = excluded.instance, " +
-            "preallocated = excluded.preallocated, since_ms = excluded.since_ms";
-        _upsertParameters = new[] { "$a", "$f", "$p", "$s", "$app", "$i", "$pre", "$t" }.Select(name => _upsert.Parameters.Add(new SqliteParameter(name, null))).ToArray();
-        _delete = connection.CreateCommand();
-        _delete.CommandText = "DELETE FROM leases WHERE address = $a";
-        _deleteAddress = _delete.Parameters.Add(new SqliteParameter("$a", null));
-        _setSequence = connection.CreateCommand();
-        _setSequence.CommandText = "UPDATE meta SET value = $v WHERE key = 'sequence'";
-        _sequence = _setSequence.Parameters.Add(new SqliteParameter("$v", null));
-        _checkpoint = connection.CreateCommand();
-        _checkpoint.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
-        CommittedSequence = long.Parse(Scalar("SELECT value FROM meta WHERE key = 'sequence'") ?? "0", CultureInfo.InvariantCulture);
+            "preallocated = excluded.preallocated, since_ms = excluded.since_ms");
+        _delete = Prepare("DELETE FROM leases WHERE address = ?1");
+        _setSequence = Prepare("UPDATE meta SET value = ?1 WHERE key = 'sequence'");
+        _checkpoint = Prepare("PRAGMA wal_checkpoint(PASSIVE)");
+        CommittedSequence = long.Parse(ScalarOf(connection, "SELECT value FROM meta WHERE key = 'sequence'") ?? "0", CultureInfo.InvariantCulture);
     }
 
     public string Location { get; }
@@ -97,7 +100,7 @@ public sealed class SqliteAllocationStore : IAllocationStore
                     CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
                     INSERT INTO meta(key, value) VALUES('sequence', '0');
                     CREATE TABLE leases(
-                        address TEXT PRIMARY KEY,
+                        address BLOB PRIMARY KEY,
                         family INTEGER NOT NULL,
                         pool TEXT NOT NULL,
                         state INTEGER NOT NULL,
@@ -132,10 +135,10 @@ public sealed class SqliteAllocationStore : IAllocationStore
             var leases = new List<Lease>();
             while (reader.Read())
             {
-                var text = reader.GetString(0);
-                if (!Address.TryParse(text, out var address) || (int)address.Family != reader.GetInt32(1))
+                var bytes = reader.GetFieldValue<byte[]>(0);
+                if (!TryReadAddress(bytes, out var address) || (int)address.Family != reader.GetInt32(1))
                 {
-                    throw new StateStoreException($"state store '{Location}': lease row has a bad address '{text}'");
+                    throw new StateStoreException($"state store '{Location}': lease row has a bad address ({Convert.ToHexString(bytes)})");
                 }
 
                 leases.Add(new Lease(
@@ -156,36 +159,50 @@ public sealed class SqliteAllocationStore : IAllocationStore
         }
     }
 
+    /// <summary>
+    /// Writes the group through prepared statements on SQLite's own handle: binding spans and integers
+    /// allocates nothing, where the ADO.NET layer costs about 1.1 KB per row (a GC pause every few
+    /// thousand events, which showed at p99).
+    /// </summary>
     public void Commit(ReadOnlySpan<LeaseChange> changes, long sequence)
     {
-        using var transaction = _connection.BeginTransaction();
-        _upsert.Transaction = transaction;
-        _delete.Transaction = transaction;
-        _setSequence.Transaction = transaction;
-        foreach (ref readonly var change in changes)
+        Step(_begin);
+        try
         {
-            var lease = change.Lease;
-            if (change.Removed)
+            Span<byte> address = stackalloc byte[16];
+            foreach (ref readonly var change in changes)
             {
-                _deleteAddress.Value = lease.Address.ToString();
-                _delete.ExecuteNonQuery();
-                continue;
+                var lease = change.Lease;
+                var length = WriteAddress(lease.Address, address);
+                if (change.Removed)
+                {
+                    Check(raw.sqlite3_bind_blob(_delete, 1, address[..length]));
+                    Step(_delete);
+                    continue;
+                }
+
+                Check(raw.sqlite3_bind_blob(_upsert, 1, address[..length]));
+                Check(raw.sqlite3_bind_int64(_upsert, 2, (int)lease.Address.Family));
+                BindText(_upsert, 3, lease.Pool);
+                Check(raw.sqlite3_bind_int64(_upsert, 4, (int)lease.State));
+                BindText(_upsert, 5, lease.Application);
+                BindText(_upsert, 6, lease.Instance);
+                Check(raw.sqlite3_bind_int64(_upsert, 7, lease.Preallocated ? 1 : 0));
+                Check(raw.sqlite3_bind_int64(_upsert, 8, lease.SinceMs));
+                Step(_upsert);
             }
 
-            _upsertParameters[0].Value = lease.Address.ToString();
-            _upsertParameters[1].Value = (int)lease.Address.Family;
-            _upsertParameters[2].Value = lease.Pool;
-            _upsertParameters[3].Value = (int)lease.State;
-            _upsertParameters[4].Value = (object?)lease.Application ?? DBNull.Value;
-            _upsertParameters[5].Value = (object?)lease.Instance ?? DBNull.Value;
-            _upsertParameters[6].Value = lease.Preallocated ? 1 : 0;
-            _upsertParameters[7].Value = lease.SinceMs;
-            _upsert.ExecuteNonQuery();
+            Check(raw.sqlite3_bind_int64(_setSequence, 1, sequence));
+            Step(_setSequence);
+            Step(_commit);
+        }
+        catch
+        {
+            raw.sqlite3_step(_rollback);
+            raw.sqlite3_reset(_rollback);
+            throw;
         }
 
-        _sequence.Value = sequence.ToString(CultureInfo.InvariantCulture);
-        _setSequence.ExecuteNonQuery();
-        transaction.Commit();
         CommittedSequence = sequence;
         _commitsSinceCheckpoint++;
     }
@@ -198,17 +215,23 @@ public sealed class SqliteAllocationStore : IAllocationStore
     {
         if (_commitsSinceCheckpoint >= (idle ? 8 : 64))
         {
-            _checkpoint.ExecuteNonQuery();
+            // PASSIVE: copies what it can without waiting; a row comes back, so step until done.
+            while (raw.sqlite3_step(_checkpoint) == raw.SQLITE_ROW)
+            {
+            }
+
+            raw.sqlite3_reset(_checkpoint);
             _commitsSinceCheckpoint = 0;
         }
     }
 
     public void Dispose()
     {
-        _upsert.Dispose();
-        _delete.Dispose();
-        _setSequence.Dispose();
-        _checkpoint.Dispose();
+        foreach (var statement in (ReadOnlySpan<sqlite3_stmt>)[_begin, _commit, _rollback, _upsert, _delete, _setSequence, _checkpoint])
+        {
+            statement.Dispose();
+        }
+
         _connection.Dispose();
     }
 
@@ -241,7 +264,85 @@ public sealed class SqliteAllocationStore : IAllocationStore
         _ => $"state store '{path}' cannot be used (SQLite error {e.SqliteErrorCode}: {e.Message})",
     };
 
-    private string? Scalar(string sql) => ScalarOf(_connection, sql);
+    /// <summary>Addresses are stored as 4 (IPv4) or 16 (IPv6) big-endian octets.</summary>
+    internal static int WriteAddress(Address address, Span<byte> destination)
+    {
+        if (address.IsIPv6)
+        {
+            BinaryPrimitives.WriteUInt128BigEndian(destination, address.Value);
+            return 16;
+        }
+
+        BinaryPrimitives.WriteUInt32BigEndian(destination, (uint)address.Value);
+        return 4;
+    }
+
+    internal static bool TryReadAddress(ReadOnlySpan<byte> bytes, out Address address)
+    {
+        switch (bytes.Length)
+        {
+            case 4:
+                address = Address.IPv4(BinaryPrimitives.ReadUInt32BigEndian(bytes));
+                return true;
+            case 16:
+                address = Address.IPv6(BinaryPrimitives.ReadUInt128BigEndian(bytes));
+                return true;
+            default:
+                address = default;
+                return false;
+        }
+    }
+
+    private void BindText(sqlite3_stmt statement, int index, string? text)
+    {
+        if (text is null)
+        {
+            Check(raw.sqlite3_bind_null(statement, index));
+            return;
+        }
+
+        var needed = Encoding.UTF8.GetMaxByteCount(text.Length);
+        if (needed > _utf8.Length)
+        {
+            _utf8 = new byte[Math.Max(needed, _utf8.Length * 2)];
+        }
+
+        var length = Encoding.UTF8.GetBytes(text, _utf8);
+        Check(raw.sqlite3_bind_text(statement, index, _utf8.AsSpan(0, length)));
+    }
+
+    private void Step(sqlite3_stmt statement)
+    {
+        var rc = raw.sqlite3_step(statement);
+        raw.sqlite3_reset(statement);
+        if (rc != SqliteDone)
+        {
+            Fail(rc);
+        }
+    }
+
+    private void Check(int rc)
+    {
+        if (rc != raw.SQLITE_OK)
+        {
+            Fail(rc);
+        }
+    }
+
+    [DoesNotReturn]
+    private void Fail(int rc) =>
+        throw new StateStoreException($"state store '{Location}': SQLite error {rc}: {raw.sqlite3_errmsg(_connection.Handle).utf8_to_string()}");
+
+    private sqlite3_stmt Prepare(string sql)
+    {
+        var rc = raw.sqlite3_prepare_v2(_connection.Handle, sql, out var statement);
+        if (rc != raw.SQLITE_OK)
+        {
+            Fail(rc);
+        }
+
+        return statement;
+    }
 
     private static string? ScalarOf(SqliteConnection connection, string sql)
     {
