@@ -101,7 +101,8 @@ public class BirdInteropTests
         await WaitEstablishedAsync(peer, Patience);
         Assert.Equal(100, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 100, Patience));
         await Task.Delay(TimeSpan.FromSeconds(4));
-        Assert.Equal(BgpSessionState.Established, peer.State);
+        Assert.True(peer.State == BgpSessionState.Established,
+            $"session left Established: state {peer.State}, established {peer.EstablishedCount} times, last error: {peer.LastError}");
         Assert.True(await bird.IsEstablishedAsync());
         Assert.Equal(100, await bird.RouteCountAsync("master4"));
     }
