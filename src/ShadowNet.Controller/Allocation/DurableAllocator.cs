@@ -84,14 +84,22 @@ public sealed class DurableAllocator : IAsyncDisposable
     /// </summary>
     public static DurableAllocator Open(IEnumerable<PoolDefinition> pools, IAllocationStore store, DurableAllocatorOptions? options = null, TimeProvider? time = null)
     {
-        var allocator = new AddressAllocator(pools, time) { Changes = [] };
+        AddressAllocator allocator;
         try
         {
+            allocator = new AddressAllocator(pools, time) { Changes = [] };
             allocator.Restore(store.LoadLeases());
         }
         catch (AllocationStateException e)
         {
+            store.Dispose();
             throw new StateStoreException($"state store '{store.Location}' does not match the configured pools: {e.Message}", e);
+        }
+        catch
+        {
+            // Release the store (and its file lock) so that a corrected configuration can start at once.
+            store.Dispose();
+            throw;
         }
 
         var durable = new DurableAllocator(allocator, store, options ?? new DurableAllocatorOptions());

@@ -70,29 +70,46 @@ public sealed class SqliteAllocationStore : IAllocationStore
     public static SqliteAllocationStore Open(string path, StoreSync sync = StoreSync.Full)
     {
         var full = Path.GetFullPath(path);
-        var existed = File.Exists(full) && new FileInfo(full).Length > 0;
-        // A short busy timeout: a second controller on the same file should fail fast, not hang 30 s.
-        var builder = new SqliteConnectionStringBuilder { DataSource = full, Pooling = false, Mode = SqliteOpenMode.ReadWriteCreate, DefaultTimeout = 1 };
-        var connection = new SqliteConnection(builder.ToString());
+        if (!File.Exists(full))
+        {
+            Create(full);
+        }
+
+        SqliteConnection? connection = null;
         try
         {
-            connection.Open();
-            Execute(connection, "PRAGMA busy_timeout = 0");
-            Execute(connection, "PRAGMA locking_mode = EXCLUSIVE");
-            var mode = ScalarOf(connection, "PRAGMA journal_mode = WAL");
-            if (!string.Equals(mode, "wal", StringComparison.OrdinalIgnoreCase))
-            {
-                throw new StateStoreException($"state store '{full}': could not switch to WAL mode (journal_mode is '{mode}')");
-            }
+            connection = Connect(full, sync);
+            Verify(connection, full);
+            return new SqliteAllocationStore(full, connection);
+        }
+        catch (SqliteException e)
+        {
+            connection?.Dispose();
+            throw new StateStoreException(Describe(full, e), e);
+        }
+        catch
+        {
+            connection?.Dispose();
+            throw;
+        }
+    }
 
-            Execute(connection, sync == StoreSync.Full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
-            // SQLite would checkpoint inside a commit, before we can acknowledge it; Maintain does it after.
-            Execute(connection, "PRAGMA wal_autocheckpoint = 0");
-            if (existed)
-            {
-                Verify(connection, full);
-            }
-            else
+    /// <summary>
+    /// Builds a new store beside the final path and renames it into place, so that a crash during creation
+    /// never leaves a half-made file there: whatever sits at the path is verified like any other store
+    /// (an empty file is an error, not a new store).
+    /// </summary>
+    private static void Create(string full)
+    {
+        var staging = full + ".creating";
+        foreach (var leftover in (ReadOnlySpan<string>)[staging, staging + "-wal", staging + "-shm"])
+        {
+            File.Delete(leftover);
+        }
+
+        try
+        {
+            using (var connection = Connect(staging, StoreSync.Full))
             {
                 Execute(connection, $"""
                     PRAGMA application_id = {ApplicationId};
@@ -111,12 +128,35 @@ public sealed class SqliteAllocationStore : IAllocationStore
                     """);
             }
 
-            return new SqliteAllocationStore(full, connection);
+            File.Move(staging, full);
         }
         catch (SqliteException e)
         {
-            connection.Dispose();
             throw new StateStoreException(Describe(full, e), e);
+        }
+    }
+
+    private static SqliteConnection Connect(string file, StoreSync sync)
+    {
+        // A short busy timeout: a second controller on the same file should fail fast, not hang 30 s.
+        var builder = new SqliteConnectionStringBuilder { DataSource = file, Pooling = false, Mode = SqliteOpenMode.ReadWriteCreate, DefaultTimeout = 1 };
+        var connection = new SqliteConnection(builder.ToString());
+        try
+        {
+            connection.Open();
+            Execute(connection, "PRAGMA busy_timeout = 0");
+            Execute(connection, "PRAGMA locking_mode = EXCLUSIVE");
+            var mode = ScalarOf(connection, "PRAGMA journal_mode = WAL");
+            if (!string.Equals(mode, "wal", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new StateStoreException($"state store '{file}': could not switch to WAL mode (journal_mode is '{mode}')");
+            }
+
+            Execute(connection, sync == StoreSync.Full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+
+            // SQLite would checkpoint inside a commit, before we can acknowledge it; Maintain does it after.
+            Execute(connection, "PRAGMA wal_autocheckpoint = 0");
+            return connection;
         }
         catch
         {

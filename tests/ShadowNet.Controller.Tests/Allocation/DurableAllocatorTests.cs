@@ -76,6 +76,10 @@ public class DurableAllocatorTests
         var fewerPools = TestPools.Small().Where(p => p.Name != "dynamic-v4");
         var error = Assert.Throws<StateStoreException>(() => DurableAllocator.Open(fewerPools, SqliteAllocationStore.Open(path)));
         Assert.Equal($"state store '{path}' does not match the configured pools: lease 10.9.0.1 refers to pool 'dynamic-v4', which is not configured", error.Message);
+
+        // The failed start released the file: the corrected configuration opens it at once, state intact.
+        await using var corrected = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(path));
+        Assert.Equal(ClaimStatus.Existing, (await corrected.ClaimAsync("vm-0", "web", IpFamily.IPv4)).Status);
     }
 
     private sealed class FailingStore : IAllocationStore

@@ -47,6 +47,31 @@ public class SqliteAllocationStoreTests
     }
 
     [Fact]
+    public void EmptyFileIsAStartupErrorNotANewStore()
+    {
+        using var folder = new TempDirectory("state");
+        var path = folder.File("state.db");
+        File.WriteAllBytes(path, []);
+        var error = Assert.Throws<StateStoreException>(() => SqliteAllocationStore.Open(path));
+        Assert.Equal($"state store '{path}' is an SQLite database but not a ShadowNet store (application_id 0)", error.Message);
+    }
+
+    [Fact]
+    public void NewStoreIsCreatedAsideAndRenamedIntoPlace()
+    {
+        using var folder = new TempDirectory("state");
+        var path = folder.File("state.db");
+        File.WriteAllBytes(path + ".creating", [1, 2, 3]);
+        using (SqliteAllocationStore.Open(path))
+        {
+        }
+
+        Assert.False(File.Exists(path + ".creating"));
+        using var reopened = SqliteAllocationStore.Open(path);
+        Assert.Empty(reopened.LoadLeases());
+    }
+
+    [Fact]
     public void ForeignSqliteDatabaseIsRefused()
     {
         using var folder = new TempDirectory("state");
