@@ -19,7 +19,8 @@ public enum PoolKind : byte
 /// <param name="Prefixes">The blocks of the pool; all of one family.</param>
 /// <param name="Exclusions">Addresses and ranges never handed out (gateways, appliances).</param>
 /// <param name="Application">When set, only this application's reservations and claims use the pool.</param>
-/// <param name="ReuseDelay">How long a released address waits before it can be handed out again.</param>
+/// <param name="ReuseDelay">How long a released address waits before it can be handed out again. With the
+/// system clock it is timed by the OS's coarse monotonic tick, so it holds to within that tick (a few ms).</param>
 /// <param name="ExcludeEdges">Leave out each prefix's first address (IPv4 network, IPv6 subnet-router
 /// anycast) and, for IPv4, its broadcast address. Ignored for IPv4 /31 and /32 and IPv6 /127 and /128.</param>
 public sealed record PoolDefinition(

@@ -106,6 +106,26 @@ public class AddressAllocatorTests
     }
 
     [Fact]
+    public async Task ReuseDelayHoldsOnTheSystemClockToo()
+    {
+        // The system clock takes a cheaper path (coarse monotonic ticks): check it against real time.
+        var allocator = new AddressAllocator([new PoolDefinition("tiny", PoolKind.Dynamic, [IPNetwork.Parse("10.9.0.0/30")], ReuseDelay: TimeSpan.FromMilliseconds(200))]);
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var a = allocator.Claim("vm-a", "db", IpFamily.IPv4).Address;
+        allocator.Claim("vm-b", "db", IpFamily.IPv4);
+        allocator.Release("vm-a", IpFamily.IPv4, out var released);
+        Assert.True(released.SinceMs >= DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 1000);
+        while (allocator.Claim("vm-c", "db", IpFamily.IPv4).Status == ClaimStatus.Exhausted)
+        {
+            Assert.True(started.Elapsed < TimeSpan.FromSeconds(5), "released address never came back");
+            await Task.Delay(10);
+        }
+
+        Assert.True(started.Elapsed >= TimeSpan.FromMilliseconds(190), $"address reused after {started.Elapsed.TotalMilliseconds} ms");
+        Assert.True(allocator.TryGetByInstance("vm-c", IpFamily.IPv4, out var lease) && lease.Address == a);
+    }
+
+    [Fact]
     public void ShrinkDropsTheNewestUnnamedReservationsAndFreesThemAtOnce()
     {
         var allocator = NewAllocator(TimeSpan.FromMinutes(5));
