@@ -47,6 +47,8 @@ public sealed class DurableAllocator : IAsyncDisposable
     private int _writerSleeping;
     private int _disposed;
     private long _sequence;
+    private long _commits;
+    private long _acknowledged;
     private volatile Exception? _fault;
 
     private DurableAllocator(AddressAllocator allocator, IAllocationStore store, DurableAllocatorOptions options)
@@ -68,9 +70,6 @@ public sealed class DurableAllocator : IAsyncDisposable
 
     /// <summary>Operations acknowledged so far.</summary>
     public long Acknowledged => Interlocked.Read(ref _acknowledged);
-
-    private long _commits;
-    private long _acknowledged;
 
     public string StoreLocation => _store.Location;
 
@@ -279,7 +278,14 @@ public sealed class DurableAllocator : IAsyncDisposable
 
         foreach (var operation in _group)
         {
-            operation.Complete();
+            try
+            {
+                operation.Complete();
+            }
+            catch (Exception)
+            {
+                // A caller's continuation ran here and threw; it must not take the writer down with it.
+            }
         }
 
         _group.Clear();
