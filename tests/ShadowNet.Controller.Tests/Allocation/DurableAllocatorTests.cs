@@ -50,6 +50,20 @@ public class DurableAllocatorTests
     }
 
     [Fact]
+    public async Task ContinuationThatThrowsDoesNotStopTheWriter()
+    {
+        await using var allocator = DurableAllocator.Open(TestPools.Small(), new FailingStore());
+        using var thrown = new ManualResetEventSlim();
+        OnCompletion(allocator.ClaimAsync("vm-0", "web", IpFamily.IPv4), () =>
+        {
+            thrown.Set();
+            throw new InvalidOperationException("caller bug");
+        });
+        Assert.True(thrown.Wait(TimeSpan.FromSeconds(10)));
+        Assert.Equal(ClaimStatus.Miss, (await allocator.ClaimAsync("vm-1", "web", IpFamily.IPv4).AsTask().WaitAsync(TimeSpan.FromSeconds(10))).Status);
+    }
+
+    [Fact]
     public async Task CommitFailureStopsTheAllocatorAndAcknowledgesNothingMore()
     {
         var store = new FailingStore();
@@ -81,6 +95,8 @@ public class DurableAllocatorTests
         await using var corrected = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(path));
         Assert.Equal(ClaimStatus.Existing, (await corrected.ClaimAsync("vm-0", "web", IpFamily.IPv4)).Status);
     }
+
+    private static void OnCompletion(ValueTask<ClaimResult> claim, Action continuation) => claim.GetAwaiter().UnsafeOnCompleted(continuation);
 
     private sealed class FailingStore : IAllocationStore
     {
