@@ -1,0 +1,17 @@
+using ShadowNet.Addressing;
+
+namespace ShadowNet.Hooks.Udp;
+
+/// <summary>What a create or delete did.</summary>
+public readonly record struct HookOutcome(HookStatus Status, Address? Address);
+
+/// <summary>
+/// Runs hook events (the Active Route Manager implements it). Called for authenticated, new requests
+/// only; must not block the caller (the server's receive loop): complete asynchronously when waiting.
+/// </summary>
+public interface IHookHandler
+{
+    ValueTask<HookOutcome> CreateAsync(string instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken);
+
+    ValueTask<HookOutcome> DeleteAsync(string instance, string application, IpFamily family, CancellationToken cancellationToken);
+}

@@ -1,0 +1,171 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using ShadowNet.Addressing;
+using ShadowNet.Addressing.Allocation;
+using ShadowNet.Addressing.Pools;
+using ShadowNet.Hooks.Udp;
+
+namespace ShadowNet.Hooks.Tests.Udp;
+
+/// <summary>The UDP server on loopback, with the real in-memory allocator behind it.</summary>
+public sealed class HookServerTests : IAsyncLifetime
+{
+    private static readonly byte[] Key = Encoding.ASCII.GetBytes("hook-key-for-tests-0123456789");
+    private readonly AllocatorHandler _handler = new();
+    private HookServer _server = null!;
+
+    public Task InitializeAsync()
+    {
+        _server = new HookServer(new HookServerOptions { Listen = new IPEndPoint(IPAddress.Loopback, 0), Keys = new Dictionary<ushort, byte[]> { [1] = Key } }, _handler);
+        _server.Start();
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync() => await _server.DisposeAsync();
+
+    [Fact]
+    public async Task CreateIsAHitForAReservedAddressAndAMissOtherwiseAndDeleteReleases()
+    {
+        _handler.Reserve("web", 1);
+        using var client = new HookClient(_server.LocalEndPoint, 1, Key, 1000);
+        var hit = await client.CreateAsync("web-0", "web", IpFamily.IPv4, Address.Parse("192.0.2.10"));
+        Assert.Equal((HookStatus.Hit, Address.Parse("10.1.0.1")), (hit.Status, hit.Address));
+        var miss = await client.CreateAsync("web-1", "web", IpFamily.IPv4, null);
+        Assert.Equal((HookStatus.Miss, Address.Parse("10.9.0.1")), (miss.Status, miss.Address));
+        Assert.Equal(HookStatus.Deleted, (await client.DeleteAsync("web-1", "web", IpFamily.IPv4)).Status);
+        Assert.Equal(HookStatus.NotFound, (await client.DeleteAsync("web-1", "web", IpFamily.IPv4)).Status);
+    }
+
+    [Fact]
+    public async Task RetriedDatagramGetsTheSameReplyAndRunsOnce()
+    {
+        using var socket = Connected();
+        var request = Request(HookKind.Create, 77, "vm-r");
+        await socket.SendAsync(request);
+        var first = await ReceiveAsync(socket);
+        await socket.SendAsync(request);
+        var second = await ReceiveAsync(socket);
+        Assert.Equal(first, second);
+        Assert.Equal(1, _handler.Creates);
+    }
+
+    [Fact]
+    public async Task SequenceBelowTheWindowIsDroppedAsReplayed()
+    {
+        using var socket = Connected();
+        await socket.SendAsync(Request(HookKind.Create, 5_000, "vm-a"));
+        await ReceiveAsync(socket);
+        await socket.SendAsync(Request(HookKind.Delete, 5_000 - ReplayWindow.Size, "vm-a"));
+        await Eventually(() => _server.RejectedCount(DatagramRejection.Replayed) == 1);
+        Assert.Equal(1, _handler.Creates);
+        Assert.Equal(0, _handler.Deletes);
+    }
+
+    [Fact]
+    public async Task BadDatagramsAreCountedByReasonAndTheServerKeepsServing()
+    {
+        using var socket = Connected();
+        var good = Request(HookKind.Create, 9_000, "vm-b");
+        var tampered = (byte[])good.Clone();
+        tampered[^1] ^= 0xFF;
+        byte[][] bad = [[], [1, 2, 3], new byte[1200], tampered, [.. Encoding.ASCII.GetBytes("SN"), 9, 1, .. new byte[60]]];
+        foreach (var datagram in bad)
+        {
+            await socket.SendAsync(datagram);
+        }
+
+        await socket.SendAsync(good);
+        var reply = await ReceiveAsync(socket);
+        Assert.True(HookDatagram.TryParseReply(reply, Key, out var parsed, out _));
+        Assert.Equal(HookStatus.Miss, parsed.Status);
+        await Eventually(() => _server.RejectedCount(DatagramRejection.TooShort) == 2
+            && _server.RejectedCount(DatagramRejection.Oversized) == 1
+            && _server.RejectedCount(DatagramRejection.BadMac) == 1
+            && _server.RejectedCount(DatagramRejection.UnsupportedVersion) == 1);
+    }
+
+    private Socket Connected()
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        socket.Connect(_server.LocalEndPoint);
+        return socket;
+    }
+
+    private static byte[] Request(HookKind kind, ulong sequence, string instance)
+    {
+        var buffer = new byte[HookDatagram.MaxRequestLength];
+        var length = HookDatagram.WriteRequest(buffer, kind, sequence, 1, Key, IpFamily.IPv4, null, Encoding.UTF8.GetBytes(instance), "web"u8);
+        return buffer[..length];
+    }
+
+    private static async Task<byte[]> ReceiveAsync(Socket socket)
+    {
+        var buffer = new byte[256];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        var length = await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token);
+        return buffer[..length];
+    }
+
+    private static async Task Eventually(Func<bool> condition)
+    {
+        for (var i = 0; i < 200 && !condition(); i++)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.True(condition());
+    }
+
+    /// <summary>The hook semantics on the real allocator (the route manager will add routes around it).</summary>
+    private sealed class AllocatorHandler : IHookHandler
+    {
+        private readonly AddressAllocator _allocator = new(
+        [
+            new PoolDefinition("shadow", PoolKind.Shadow, [IPNetwork.Parse("10.1.0.0/24")]),
+            new PoolDefinition("dynamic", PoolKind.Dynamic, [IPNetwork.Parse("10.9.0.0/24")]),
+        ]);
+
+        public int Creates { get; private set; }
+
+        public int Deletes { get; private set; }
+
+        public void Reserve(string application, int count)
+        {
+            lock (_allocator)
+            {
+                _allocator.Reserve(application, IpFamily.IPv4, count);
+            }
+        }
+
+        public ValueTask<HookOutcome> CreateAsync(string instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken)
+        {
+            lock (_allocator)
+            {
+                Creates++;
+                var claim = _allocator.Claim(instance, application, family);
+                var status = claim.Status switch
+                {
+                    ClaimStatus.Hit => HookStatus.Hit,
+                    ClaimStatus.Miss => HookStatus.Miss,
+                    ClaimStatus.Existing => claim.Preallocated ? HookStatus.Hit : HookStatus.Miss,
+                    ClaimStatus.Conflict => HookStatus.Conflict,
+                    ClaimStatus.Exhausted => HookStatus.Exhausted,
+                    _ => HookStatus.Invalid,
+                };
+                return ValueTask.FromResult(new HookOutcome(status, claim.Succeeded ? claim.Address : null));
+            }
+        }
+
+        public ValueTask<HookOutcome> DeleteAsync(string instance, string application, IpFamily family, CancellationToken cancellationToken)
+        {
+            lock (_allocator)
+            {
+                Deletes++;
+                return ValueTask.FromResult(_allocator.Release(instance, family, out var lease)
+                    ? new HookOutcome(HookStatus.Deleted, lease.Address)
+                    : new HookOutcome(HookStatus.NotFound, null));
+            }
+        }
+    }
+}
