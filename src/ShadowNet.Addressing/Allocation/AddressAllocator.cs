@@ -137,7 +137,7 @@ public sealed class AddressAllocator
     /// Gives an instance its address: the reservation that names it, else the application's oldest
     /// reservation (a hit), else a dynamic pool (a miss). Idempotent for the same instance.
     /// </summary>
-    public ClaimResult Claim(string instance, string application, IpFamily family)
+    public ClaimResult Claim(string instance, string application, IpFamily family, Address? host = null)
     {
         if (string.IsNullOrEmpty(instance) || string.IsNullOrEmpty(application))
         {
@@ -159,13 +159,13 @@ public sealed class AddressAllocator
         {
             _reservedForInstance.Remove(key);
             book.Counts(family).ReservedForNamed--;
-            Assign(named, instance, application, key, preallocated: true, now);
+            Assign(named, instance, application, key, preallocated: true, now, host);
             return new ClaimResult(ClaimStatus.Hit, named, true);
         }
 
         if (book.Unnamed(family).TryTakeFirst(out var reserved))
         {
-            Assign(reserved, instance, application, key, preallocated: true, now);
+            Assign(reserved, instance, application, key, preallocated: true, now, host);
             return new ClaimResult(ClaimStatus.Hit, reserved, true);
         }
 
@@ -180,7 +180,7 @@ public sealed class AddressAllocator
             return new ClaimResult(ClaimStatus.Exhausted, default, false);
         }
 
-        Put(new Lease(address, pool.Name, LeaseState.Assigned, application, instance, false, now), pool);
+        Put(new Lease(address, pool.Name, LeaseState.Assigned, application, instance, false, now, host), pool);
         _assigned.Add(key, address);
         book.Counts(family).Assigned++;
         return new ClaimResult(ClaimStatus.Miss, address, false);
@@ -508,13 +508,13 @@ public sealed class AddressAllocator
         return false;
     }
 
-    private void Assign(Address address, string instance, string application, InstanceKey key, bool preallocated, long now)
+    private void Assign(Address address, string instance, string application, InstanceKey key, bool preallocated, long now, Address? host)
     {
         var lease = _leases[address];
         var pool = _poolsByName[lease.Pool];
         pool.ReservedCount--;
         pool.AssignedCount++;
-        lease = lease with { State = LeaseState.Assigned, Application = application, Instance = instance, Preallocated = preallocated, SinceMs = now };
+        lease = lease with { State = LeaseState.Assigned, Application = application, Instance = instance, Preallocated = preallocated, SinceMs = now, Host = host };
         _leases[address] = lease;
         _assigned.Add(key, address);
         GetBook(application).Counts(key.Family).Assigned++;

@@ -24,6 +24,8 @@ public enum LeaseState : byte
 /// <param name="Preallocated">Assigned: true when the instance took a reservation (a hit), false when it
 /// came from a dynamic pool (a miss).</param>
 /// <param name="SinceMs">Unix milliseconds of the last change of state.</param>
+/// <param name="Host">Assigned: the hypervisor the instance runs on, the next hop of its route (null: the
+/// configured default). Kept so that a restart re-announces the route exactly as it was.</param>
 public readonly record struct Lease(
     Address Address,
     string Pool,
@@ -31,7 +33,8 @@ public readonly record struct Lease(
     string? Application,
     string? Instance,
     bool Preallocated,
-    long SinceMs);
+    long SinceMs,
+    Address? Host = null);
 
 /// <summary>One change to the lease table, in the order the allocator made it: what a store writes.</summary>
 /// <param name="Lease">The lease after the change (for a removal, as it was).</param>

@@ -130,7 +130,11 @@ public sealed class DurableAllocator : IAsyncDisposable
 
     /// <summary>Claims an address for an instance (see <see cref="AddressAllocator.Claim"/>); allocates nothing.</summary>
     public ValueTask<ClaimResult> ClaimAsync(string instance, string application, IpFamily family, CancellationToken cancellationToken = default) =>
-        Submit(static (a, x) => a.Claim(x.instance, x.application, x.family), (instance, application, family), cancellationToken);
+        ClaimAsync(instance, application, family, null, cancellationToken);
+
+    /// <summary>Claims with the hypervisor's address, kept with the lease as the route's next hop.</summary>
+    public ValueTask<ClaimResult> ClaimAsync(string instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken = default) =>
+        Submit(static (a, x) => a.Claim(x.instance, x.application, x.family, x.host), (instance, application, family, host), cancellationToken);
 
     /// <summary>Releases an instance's address; the lease it had, or null when it had none. Allocates nothing.</summary>
     public ValueTask<Lease?> ReleaseAsync(string instance, IpFamily family, CancellationToken cancellationToken = default) =>

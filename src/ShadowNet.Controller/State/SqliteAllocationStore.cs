@@ -49,10 +49,10 @@ public sealed class SqliteAllocationStore : IAllocationStore
         _commit = Prepare("COMMIT");
         _rollback = Prepare("ROLLBACK");
         _upsert = Prepare(
-            "INSERT INTO leases(address, family, pool, state, application, instance, preallocated, since_ms) " +
-            "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(address) DO UPDATE SET family = excluded.family, " +
+            "INSERT INTO leases(address, family, pool, state, application, instance, preallocated, since_ms, host) " +
+            "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(address) DO UPDATE SET family = excluded.family, " +
             "pool = excluded.pool, state = excluded.state, application = excluded.application, instance = excluded.instance, " +
-            "preallocated = excluded.preallocated, since_ms = excluded.since_ms");
+            "preallocated = excluded.preallocated, since_ms = excluded.since_ms, host = excluded.host");
         _delete = Prepare("DELETE FROM leases WHERE address = ?1");
         _setSequence = Prepare("UPDATE meta SET value = ?1 WHERE key = 'sequence'");
         _checkpoint = Prepare("PRAGMA wal_checkpoint(PASSIVE)");
@@ -124,7 +124,8 @@ public sealed class SqliteAllocationStore : IAllocationStore
                         application TEXT,
                         instance TEXT,
                         preallocated INTEGER NOT NULL,
-                        since_ms INTEGER NOT NULL) WITHOUT ROWID;
+                        since_ms INTEGER NOT NULL,
+                        host BLOB) WITHOUT ROWID;
                     """);
             }
 
@@ -170,7 +171,7 @@ public sealed class SqliteAllocationStore : IAllocationStore
         try
         {
             using var command = _connection.CreateCommand();
-            command.CommandText = "SELECT address, family, pool, state, application, instance, preallocated, since_ms FROM leases";
+            command.CommandText = "SELECT address, family, pool, state, application, instance, preallocated, since_ms, host FROM leases";
             using var reader = command.ExecuteReader();
             var leases = new List<Lease>();
             while (reader.Read())
@@ -188,7 +189,8 @@ public sealed class SqliteAllocationStore : IAllocationStore
                     reader.IsDBNull(4) ? null : reader.GetString(4),
                     reader.IsDBNull(5) ? null : reader.GetString(5),
                     reader.GetInt64(6) != 0,
-                    reader.GetInt64(7)));
+                    reader.GetInt64(7),
+                    reader.IsDBNull(8) ? null : ReadHost(reader.GetFieldValue<byte[]>(8))));
             }
 
             return leases;
@@ -210,6 +212,7 @@ public sealed class SqliteAllocationStore : IAllocationStore
         try
         {
             Span<byte> address = stackalloc byte[16];
+            Span<byte> hostAddress = stackalloc byte[16];
             foreach (ref readonly var change in changes)
             {
                 var lease = change.Lease;
@@ -229,6 +232,16 @@ public sealed class SqliteAllocationStore : IAllocationStore
                 BindText(_upsert, 6, lease.Instance);
                 Check(raw.sqlite3_bind_int64(_upsert, 7, lease.Preallocated ? 1 : 0));
                 Check(raw.sqlite3_bind_int64(_upsert, 8, lease.SinceMs));
+                if (lease.Host is { } host)
+                {
+                    var hostLength = WriteAddress(host, hostAddress);
+                    Check(raw.sqlite3_bind_blob(_upsert, 9, hostAddress[..hostLength]));
+                }
+                else
+                {
+                    Check(raw.sqlite3_bind_null(_upsert, 9));
+                }
+
                 Step(_upsert);
             }
 
@@ -332,6 +345,10 @@ public sealed class SqliteAllocationStore : IAllocationStore
                 return false;
         }
     }
+
+    private Address ReadHost(byte[] bytes) => TryReadAddress(bytes, out var host)
+        ? host
+        : throw new StateStoreException($"state store '{Location}': lease row has a bad host address ({Convert.ToHexString(bytes)})");
 
     private void BindText(sqlite3_stmt statement, int index, string? text)
     {

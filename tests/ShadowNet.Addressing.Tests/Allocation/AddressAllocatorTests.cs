@@ -162,7 +162,8 @@ public class AddressAllocatorTests
         var allocator = NewAllocator(TimeSpan.FromSeconds(10));
         allocator.Reserve("db", IpFamily.IPv4, 3);
         allocator.ReserveFor("db", "db-5", IpFamily.IPv6);
-        allocator.Claim("db-0", "db", IpFamily.IPv4);
+        allocator.Claim("db-0", "db", IpFamily.IPv4, Address.Parse("192.0.2.10"));
+        Assert.True(allocator.TryGetByInstance("db-0", IpFamily.IPv4, out var withHost) && withHost.Host == Address.Parse("192.0.2.10"));
         allocator.Claim("x-0", "x", IpFamily.IPv4);
         allocator.Release("x-0", IpFamily.IPv4, out _);
 

@@ -104,7 +104,7 @@ public class SqliteAllocationStoreTests
     {
         using var folder = new TempDirectory("state");
         var path = folder.File("state.db");
-        var a = new Lease(Address.Parse("10.1.0.2"), "shadow-v4", LeaseState.Reserved, "db", null, false, 1);
+        var a = new Lease(Address.Parse("10.1.0.2"), "shadow-v4", LeaseState.Reserved, "db", null, false, 1, Address.Parse("2001:db8::77"));
         var b = new Lease(Address.Parse("2001:db8:1::1"), "shadow-v6", LeaseState.Reserved, "db", "db-1", false, 2);
         using (var store = SqliteAllocationStore.Open(path))
         {

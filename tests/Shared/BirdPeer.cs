@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 
-namespace ShadowNet.Bgp.Tests.Support;
+namespace ShadowNet.Tests.Shared;
 
 /// <summary>
 /// A real BIRD 2 daemon on loopback with its own config, control socket and pid file in a

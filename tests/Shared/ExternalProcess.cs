@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 
-namespace ShadowNet.Bgp.Tests.Support;
+namespace ShadowNet.Tests.Shared;
 
 /// <summary>Runs a command to completion with a timeout and returns its standard output.</summary>
 internal static class ExternalProcess
