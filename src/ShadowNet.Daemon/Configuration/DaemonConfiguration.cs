@@ -1,0 +1,299 @@
+using System.Globalization;
+using System.Net;
+using Microsoft.Extensions.Configuration;
+using ShadowNet.Addressing;
+using ShadowNet.Addressing.Pools;
+using ShadowNet.Bgp.Sessions;
+using ShadowNet.Controller.Routing;
+using ShadowNet.Controller.State;
+using ShadowNet.Hooks.Udp;
+using BgpFamily = ShadowNet.Bgp.Wire.AddressFamily;
+
+namespace ShadowNet.Daemon.Configuration;
+
+/// <summary>A configuration value that cannot work; the message starts with the key (JSON path, ':' separated).</summary>
+public sealed class ConfigurationException(string key, string problem) : Exception($"{key}: {problem}")
+{
+    public string Key { get; } = key;
+}
+
+/// <summary>
+/// Everything shadownetd needs, read from the merged configuration (JSON file, SHADOWNET_ environment
+/// variables, command line) and checked value by value, so that a wrong value stops start-up with an
+/// error naming its key instead of surfacing later as a strange behaviour.
+/// </summary>
+public sealed record DaemonConfiguration
+{
+    public required string StorePath { get; init; }
+
+    public StoreSync StoreSync { get; init; }
+
+    public required BgpSpeakerOptions Bgp { get; init; }
+
+    public required IReadOnlyList<BgpPeerOptions> Peers { get; init; }
+
+    public required IReadOnlyList<PoolDefinition> Pools { get; init; }
+
+    public required RouteManagerOptions Routes { get; init; }
+
+    public HookServerOptions? UdpHooks { get; init; }
+
+    public static DaemonConfiguration Read(IConfiguration configuration)
+    {
+        var bgp = configuration.GetSection("bgp");
+        var speaker = new BgpSpeakerOptions
+        {
+            LocalAs = RequiredUInt(bgp, "localAs", 1, uint.MaxValue),
+            RouterId = RequiredIPv4(bgp, "routerId"),
+            GracefulRestartSeconds = (ushort)OptionalUInt(bgp, "gracefulRestart", 0, 4095, 120),
+        };
+        foreach (var entry in bgp.GetSection("listen").GetChildren())
+        {
+            speaker.Listen.Add(EndPoint(entry.Path, entry.Value));
+        }
+
+        var peers = bgp.GetSection("peers").GetChildren().Select(ReadPeer).ToList();
+        if (peers.Count == 0)
+        {
+            throw new ConfigurationException("bgp:peers", "at least one peer is needed");
+        }
+
+        var pools = configuration.GetSection("pools").GetChildren().Select(ReadPool).ToList();
+        if (pools.Count == 0)
+        {
+            throw new ConfigurationException("pools", "at least one pool is needed");
+        }
+
+        CheckPools(pools);
+        var routes = configuration.GetSection("routes");
+        var store = configuration.GetSection("store");
+        var storePath = store["path"];
+        if (string.IsNullOrWhiteSpace(storePath))
+        {
+            throw new ConfigurationException("store:path", "missing (the SQLite state file)");
+        }
+
+        return new DaemonConfiguration
+        {
+            StorePath = storePath,
+            StoreSync = store["sync"]?.ToLowerInvariant() switch
+            {
+                null or "full" => StoreSync.Full,
+                "normal" => StoreSync.Normal,
+                var other => throw new ConfigurationException("store:sync", $"'{other}' is not 'full' or 'normal'"),
+            },
+            Bgp = speaker,
+            Peers = peers,
+            Pools = pools,
+            Routes = new RouteManagerOptions
+            {
+                DefaultNextHopV4 = OptionalAddress(routes, "defaultNextHopV4", IpFamily.IPv4),
+                DefaultNextHopV6 = OptionalAddress(routes, "defaultNextHopV6", IpFamily.IPv6),
+            },
+            UdpHooks = ReadUdpHooks(configuration.GetSection("hooks:udp")),
+        };
+    }
+
+    private static BgpPeerOptions ReadPeer(IConfigurationSection peer)
+    {
+        var families = new List<BgpFamily>();
+        foreach (var family in peer.GetSection("families").GetChildren())
+        {
+            families.Add(family.Value?.ToLowerInvariant() switch
+            {
+                "ipv4" => BgpFamily.IPv4Unicast,
+                "ipv6" => BgpFamily.IPv6Unicast,
+                var other => throw new ConfigurationException(family.Path, $"'{other}' is not 'ipv4' or 'ipv6'"),
+            });
+        }
+
+        var options = new BgpPeerOptions
+        {
+            Name = peer["name"] ?? "",
+            Address = RequiredAddress(peer, "address"),
+            Port = (int)OptionalUInt(peer, "port", 1, 65535, 179),
+            RemoteAs = RequiredUInt(peer, "remoteAs", 1, uint.MaxValue),
+            LocalAddress = OptionalAddress(peer, "localAddress", null),
+            Passive = OptionalBool(peer, "passive"),
+            HoldTimeSeconds = (ushort)OptionalUInt(peer, "holdTime", 0, 65535, 90),
+            MaxPrefixes = peer["maxPrefixes"] is null ? null : (int)RequiredUInt(peer, "maxPrefixes", 1, int.MaxValue),
+        };
+        if (options.HoldTimeSeconds is 1 or 2)
+        {
+            throw new ConfigurationException($"{peer.Path}:holdTime", "must be 0 or at least 3 (RFC 4271 section 4.2)");
+        }
+
+        if (families.Count > 0)
+        {
+            options.Families.Clear();
+            options.Families.AddRange(families);
+        }
+
+        return options;
+    }
+
+    private static PoolDefinition ReadPool(IConfigurationSection pool)
+    {
+        var name = pool["name"];
+        if (string.IsNullOrWhiteSpace(name))
+        {
+            throw new ConfigurationException($"{pool.Path}:name", "missing");
+        }
+
+        var kind = pool["kind"]?.ToLowerInvariant() switch
+        {
+            "shadow" => PoolKind.Shadow,
+            "dynamic" => PoolKind.Dynamic,
+            var other => throw new ConfigurationException($"{pool.Path}:kind", $"'{other}' is not 'shadow' or 'dynamic'"),
+        };
+        var prefixes = new List<IPNetwork>();
+        foreach (var prefix in pool.GetSection("prefixes").GetChildren())
+        {
+            // Host bits past the length are refused: "10.1.0.5/16" is a typo more often than a wish.
+            if (prefix.Value?.Contains('/', StringComparison.Ordinal) != true
+                || !IPNetwork.TryParse(prefix.Value, out var network)
+                || !Address.TryParse(prefix.Value![..prefix.Value!.IndexOf('/', StringComparison.Ordinal)], out var written)
+                || written != Address.From(network.BaseAddress))
+            {
+                throw new ConfigurationException(prefix.Path, $"'{prefix.Value}' is not a prefix (like 10.1.0.0/16)");
+            }
+
+            prefixes.Add(network);
+        }
+
+        var exclusions = new List<AddressRange>();
+        foreach (var exclusion in pool.GetSection("exclude").GetChildren())
+        {
+            if (!AddressRange.TryParse(exclusion.Value, out var range))
+            {
+                throw new ConfigurationException(exclusion.Path, $"'{exclusion.Value}' is not an address, a range 'first-last' or a prefix");
+            }
+
+            exclusions.Add(range);
+        }
+
+        var reuse = TimeSpan.Zero;
+        if (pool["reuseDelay"] is { } text && !TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out reuse))
+        {
+            throw new ConfigurationException($"{pool.Path}:reuseDelay", $"'{text}' is not a time span (like 00:00:30)");
+        }
+
+        var definition = new PoolDefinition(name, kind, prefixes, exclusions, pool["application"], reuse);
+        try
+        {
+            definition.Validate();
+        }
+        catch (PoolConfigurationException e)
+        {
+            throw new ConfigurationException(pool.Path, e.Message);
+        }
+
+        return definition;
+    }
+
+    private static void CheckPools(List<PoolDefinition> pools)
+    {
+        try
+        {
+            _ = new Addressing.Allocation.AddressAllocator(pools);
+        }
+        catch (PoolConfigurationException e)
+        {
+            throw new ConfigurationException("pools", e.Message);
+        }
+    }
+
+    private static HookServerOptions? ReadUdpHooks(IConfigurationSection udp)
+    {
+        if (!udp.Exists())
+        {
+            return null;
+        }
+
+        var keys = new Dictionary<ushort, byte[]>();
+        foreach (var key in udp.GetSection("keys").GetChildren())
+        {
+            if (!ushort.TryParse(key.Key, CultureInfo.InvariantCulture, out var id))
+            {
+                throw new ConfigurationException(key.Path, "key ids are numbers from 0 to 65535");
+            }
+
+            byte[] bytes;
+            try
+            {
+                bytes = Convert.FromHexString(key.Value ?? "");
+            }
+            catch (FormatException)
+            {
+                throw new ConfigurationException(key.Path, "not hexadecimal");
+            }
+
+            if (bytes.Length < 16)
+            {
+                throw new ConfigurationException(key.Path, $"{bytes.Length} octets; at least 16 are needed");
+            }
+
+            keys[id] = bytes;
+        }
+
+        if (keys.Count == 0)
+        {
+            throw new ConfigurationException($"{udp.Path}:keys", "at least one key is needed (an unauthenticated hook is not offered)");
+        }
+
+        return new HookServerOptions { Listen = EndPoint($"{udp.Path}:listen", udp["listen"]), Keys = keys };
+    }
+
+    private static IPEndPoint EndPoint(string key, string? text) =>
+        IPEndPoint.TryParse(text ?? "", out var endPoint) && endPoint.Port != 0
+            ? endPoint
+            : throw new ConfigurationException(key, $"'{text}' is not an address:port");
+
+    private static uint RequiredUInt(IConfigurationSection section, string name, uint min, uint max) =>
+        section[name] is null ? throw new ConfigurationException($"{section.Path}:{name}", "missing") : OptionalUInt(section, name, min, max, 0);
+
+    private static uint OptionalUInt(IConfigurationSection section, string name, uint min, uint max, uint fallback)
+    {
+        var text = section[name];
+        if (text is null)
+        {
+            return fallback;
+        }
+
+        return uint.TryParse(text, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max
+            ? value
+            : throw new ConfigurationException($"{section.Path}:{name}", $"'{text}' is not a whole number from {min} to {max}");
+    }
+
+    private static bool OptionalBool(IConfigurationSection section, string name) =>
+        section[name] is not { } text ? false
+        : bool.TryParse(text, out var value) ? value
+        : throw new ConfigurationException($"{section.Path}:{name}", $"'{text}' is not true or false");
+
+    private static IPAddress RequiredAddress(IConfigurationSection section, string name) =>
+        OptionalAddress(section, name, null) ?? throw new ConfigurationException($"{section.Path}:{name}", "missing");
+
+    private static IPAddress RequiredIPv4(IConfigurationSection section, string name)
+    {
+        var address = RequiredAddress(section, name);
+        return address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork
+            ? address
+            : throw new ConfigurationException($"{section.Path}:{name}", "a BGP identifier is an IPv4 address (RFC 4271 section 4.2)");
+    }
+
+    private static IPAddress? OptionalAddress(IConfigurationSection section, string name, IpFamily? family)
+    {
+        var text = section[name];
+        if (text is null)
+        {
+            return null;
+        }
+
+        if (!Address.TryParse(text, out var address) || (family is { } f && address.Family != f))
+        {
+            throw new ConfigurationException($"{section.Path}:{name}", $"'{text}' is not an {(family is null ? "IP" : family.ToString())} address");
+        }
+
+        return address.ToIPAddress();
+    }
+}

@@ -1,0 +1,74 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using ShadowNet.Bgp.Sessions;
+using ShadowNet.Controller.Allocation;
+using ShadowNet.Controller.Routing;
+using ShadowNet.Controller.State;
+using ShadowNet.Daemon.Configuration;
+using ShadowNet.Hooks.Udp;
+
+namespace ShadowNet.Daemon;
+
+/// <summary>
+/// Starts the parts in dependency order (state, routes of live instances, BGP, hooks) and stops them
+/// in reverse: hooks first so nothing new arrives, then BGP with an RFC 8203 shutdown message, then the
+/// store, which commits what is queued.
+/// </summary>
+internal sealed partial class ControllerService(DaemonConfiguration configuration, ILoggerFactory loggers) : IHostedService
+{
+    private readonly ILogger _log = loggers.CreateLogger("shadownetd");
+    private DurableAllocator? _allocator;
+    private BgpSpeaker? _speaker;
+    private HookServer? _hooks;
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        _allocator = DurableAllocator.Open(configuration.Pools, SqliteAllocationStore.Open(configuration.StorePath, configuration.StoreSync));
+        _speaker = new BgpSpeaker(configuration.Bgp, loggerFactory: loggers);
+        foreach (var peer in configuration.Peers)
+        {
+            _speaker.AddPeer(peer);
+        }
+
+        var manager = new ActiveRouteManager(_allocator, _speaker, configuration.Pools, configuration.Routes);
+        var restored = await manager.RestoreAsync(cancellationToken);
+        _speaker.Start();
+        if (configuration.UdpHooks is { } udp)
+        {
+            _hooks = new HookServer(udp, manager);
+            _hooks.Start();
+        }
+
+        Log.Started(_log, configuration.StorePath, restored, _hooks?.LocalEndPoint.ToString() ?? "off");
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_hooks is not null)
+        {
+            await _hooks.DisposeAsync();
+        }
+
+        if (_speaker is not null)
+        {
+            await _speaker.StopAsync("shadownetd shutting down", cancellationToken);
+            await _speaker.DisposeAsync();
+        }
+
+        if (_allocator is not null)
+        {
+            await _allocator.DisposeAsync();
+        }
+
+        Log.Stopped(_log);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "shadownetd started: store {Store}, {Restored} live instance routes re-announced, UDP hooks on {Hooks}")]
+        public static partial void Started(ILogger logger, string store, int restored, string hooks);
+
+        [LoggerMessage(2, LogLevel.Information, "shadownetd stopped: sessions closed, store flushed")]
+        public static partial void Stopped(ILogger logger);
+    }
+}

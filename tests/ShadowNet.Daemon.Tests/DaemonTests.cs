@@ -1,0 +1,204 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json.Nodes;
+using ShadowNet.Addressing;
+using ShadowNet.Hooks.Udp;
+
+namespace ShadowNet.Daemon.Tests;
+
+/// <summary>The real shadownetd process, configured by file, with a real BIRD 2 on loopback.</summary>
+public class DaemonTests
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(20);
+    private const string KeyHex = "00112233445566778899aabbccddeeff0011";
+
+    private static JsonObject Config(string store, int birdPort, int udpPort) => new()
+    {
+        ["store"] = new JsonObject { ["path"] = store },
+        ["bgp"] = new JsonObject
+        {
+            ["localAs"] = 65003,
+            ["routerId"] = "127.0.0.3",
+            ["gracefulRestart"] = 0,
+            ["peers"] = new JsonArray(new JsonObject
+            {
+                ["address"] = "127.0.0.2",
+                ["port"] = birdPort,
+                ["remoteAs"] = 65002,
+                ["localAddress"] = "127.0.0.3",
+                ["families"] = new JsonArray("ipv4"),
+                ["holdTime"] = 30,
+            }),
+        },
+        ["pools"] = new JsonArray(
+            new JsonObject { ["name"] = "shadow-v4", ["kind"] = "shadow", ["prefixes"] = new JsonArray("10.1.0.0/24") },
+            new JsonObject { ["name"] = "dynamic-v4", ["kind"] = "dynamic", ["prefixes"] = new JsonArray("10.9.0.0/24"), ["exclude"] = new JsonArray("10.9.0.1") }),
+        ["routes"] = new JsonObject { ["defaultNextHopV4"] = "192.0.2.99" },
+        ["hooks"] = new JsonObject { ["udp"] = new JsonObject { ["listen"] = $"127.0.0.1:{udpPort}", ["keys"] = new JsonObject { ["1"] = KeyHex } } },
+    };
+
+    public static TheoryData<string, string, string> BadValues() => new()
+    {
+        { "bgp.localAs", "0", "bgp:localAs: '0' is not a whole number from 1 to 4294967295" },
+        { "bgp.routerId", "\"::1\"", "bgp:routerId: a BGP identifier is an IPv4 address" },
+        { "bgp.peers.0.remoteAs", "\"sixty\"", "bgp:peers:0:remoteAs: 'sixty' is not a whole number" },
+        { "bgp.peers.0.holdTime", "2", "bgp:peers:0:holdTime: must be 0 or at least 3" },
+        { "pools.0.prefixes.0", "\"10.1.0.5/16\"", "pools:0:prefixes:0: '10.1.0.5/16' is not a prefix" },
+        { "pools.0.prefixes.0", "\"10.1.0.0\"", "pools:0:prefixes:0: '10.1.0.0' is not a prefix" },
+        { "pools.1.kind", "\"spare\"", "pools:1:kind: 'spare' is not 'shadow' or 'dynamic'" },
+        { "pools.1.prefixes.0", "\"10.1.0.0/25\"", "pools: pool 'dynamic-v4': prefix 10.1.0.0/25 overlaps 10.1.0.0/24 of pool 'shadow-v4'" },
+        { "hooks.udp.keys.1", "\"0011\"", "hooks:udp:keys:1: 2 octets; at least 16 are needed" },
+        { "hooks.udp.listen", "\"127.0.0.1\"", "hooks:udp:listen: '127.0.0.1' is not an address:port" },
+        { "store.sync", "\"sometimes\"", "store:sync: 'sometimes' is not 'full' or 'normal'" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadValues))]
+    public async Task InvalidConfigurationStopsStartupNamingTheKey(string path, string json, string message)
+    {
+        using var folder = new TempDirectory("daemon-config");
+        var config = Config(folder.File("state.db"), 1179, 4790);
+        Set(config, path, JsonNode.Parse(json)!);
+        var file = folder.File("shadownetd.json");
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+        var (exit, stderr) = await RunToExitAsync(file);
+        Assert.Equal(2, exit);
+        Assert.Contains(message, stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task DamagedStoreStopsStartupNamingTheFile()
+    {
+        using var folder = new TempDirectory("daemon-store");
+        var store = folder.File("state.db");
+        await File.WriteAllBytesAsync(store, Encoding.ASCII.GetBytes(new string('x', 4096)));
+        var file = folder.File("shadownetd.json");
+        await File.WriteAllTextAsync(file, Config(store, 1179, FreeUdpPort()).ToJsonString());
+        var (exit, stderr) = await RunToExitAsync(file);
+        Assert.Equal(3, exit);
+        Assert.Contains($"state store '{store}' is not a database", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task CreatesReachBirdAndSurviveSigkillAndSigtermClosesTheSessionCleanly()
+    {
+        using var folder = new TempDirectory("daemon");
+        var birdPort = TestPorts.Next();
+        var udpPort = FreeUdpPort();
+        await using var bird = new BirdPeer($$"""
+              local 127.0.0.2 port {{birdPort}} as 65002;
+              neighbor 127.0.0.3 as 65003;
+              multihop; strict bind on; passive on; hold time 30;
+              ipv4 { import all; export none; };
+            """);
+        await bird.StartAsync();
+        var file = folder.File("shadownetd.json");
+        await File.WriteAllTextAsync(file, Config(folder.File("state.db"), birdPort, udpPort).ToJsonString());
+        var hooks = new IPEndPoint(IPAddress.Loopback, udpPort);
+        var key = Convert.FromHexString(KeyHex);
+
+        using (var daemon = Start(file))
+        {
+            using var client = new HookClient(hooks, 1, key, 1_000) { MaxAttempts = 12 };
+            for (var i = 0; i < 5; i++)
+            {
+                var reply = await client.CreateAsync($"vm-{i}", "web", IpFamily.IPv4, Address.Parse($"192.0.2.{10 + i}"));
+                Assert.Equal((HookStatus.Miss, Address.Parse($"10.9.0.{2 + i}")), (reply.Status, reply.Address));
+            }
+
+            Assert.Equal(HookStatus.Deleted, (await client.DeleteAsync("vm-0", "web", IpFamily.IPv4)).Status);
+            var routes = await Eventually.WaitAsync(() => bird.RoutesAsync("master4"), r => r.Count == 4, Patience);
+            Assert.Equal("192.0.2.14", routes["10.9.0.6/32"].NextHop);
+
+            // kill -9: no NOTIFICATION, no flush. BIRD drops the routes (graceful restart is off).
+            daemon.Kill();
+            await daemon.WaitForExitAsync();
+            await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 0, Patience);
+        }
+
+        using (var restarted = Start(file))
+        {
+            var routes = await Eventually.WaitAsync(() => bird.RoutesAsync("master4"), r => r.Count == 4, Patience);
+            Assert.Equal(["10.9.0.3/32", "10.9.0.4/32", "10.9.0.5/32", "10.9.0.6/32"], routes.Keys.Order());
+            Assert.Equal("192.0.2.11", routes["10.9.0.3/32"].NextHop);
+
+            // A retried create of a live instance is idempotent across the restart.
+            using var client = new HookClient(hooks, 1, key, 1_000_000) { MaxAttempts = 12 };
+            Assert.Equal((HookStatus.Miss, Address.Parse("10.9.0.3")), ((await client.CreateAsync("vm-1", "web", IpFamily.IPv4, Address.Parse("192.0.2.11"))).Status, (await client.CreateAsync("vm-1", "web", IpFamily.IPv4, Address.Parse("192.0.2.11"))).Address));
+
+            Signal(restarted, "TERM");
+            using var exit = new CancellationTokenSource(Patience);
+            await restarted.WaitForExitAsync(exit.Token);
+            Assert.Equal(0, restarted.ExitCode);
+            await Eventually.WaitAsync(() => Task.FromResult(bird.Log), log => log.Contains("shadownetd shutting down", StringComparison.Ordinal), Patience);
+        }
+    }
+
+    private static Process Start(string configFile)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "shadownetd.dll");
+        return Process.Start(new ProcessStartInfo("dotnet", $"{dll} --config {configFile}")
+        {
+            RedirectStandardOutput = false,
+            RedirectStandardError = false,
+            UseShellExecute = false,
+        }) ?? throw new InvalidOperationException("shadownetd did not start");
+    }
+
+    private static async Task<(int Exit, string Stderr)> RunToExitAsync(string configFile)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "shadownetd.dll");
+        using var process = Process.Start(new ProcessStartInfo("dotnet", $"{dll} --config {configFile}")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        })!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(Patience);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(true);
+            throw new TimeoutException($"shadownetd kept running with a bad configuration: {await stdout}");
+        }
+
+        return (process.ExitCode, await stderr + await stdout);
+    }
+
+    private static void Signal(Process process, string signal) =>
+        Process.Start("kill", $"-{signal} {process.Id}")!.WaitForExit();
+
+    private static int FreeUdpPort()
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)socket.LocalEndPoint!).Port;
+    }
+
+    private static void Set(JsonObject config, string path, JsonNode value)
+    {
+        JsonNode node = config;
+        var parts = path.Split('.');
+        foreach (var part in parts[..^1])
+        {
+            node = node is JsonArray array ? array[int.Parse(part, System.Globalization.CultureInfo.InvariantCulture)]! : node[part]!;
+        }
+
+        var last = parts[^1];
+        if (node is JsonArray target)
+        {
+            target[int.Parse(last, System.Globalization.CultureInfo.InvariantCulture)] = value;
+        }
+        else
+        {
+            node[last] = value;
+        }
+    }
+}
