@@ -6,6 +6,8 @@ using ShadowNet.Controller.Routing;
 using ShadowNet.Controller.State;
 using ShadowNet.Daemon.Configuration;
 using ShadowNet.Hooks.Udp;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
 
 namespace ShadowNet.Daemon;
 
@@ -20,6 +22,8 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
     private DurableAllocator? _allocator;
     private BgpSpeaker? _speaker;
     private HookServer? _hooks;
+    private DaemonMetrics? _metrics;
+    private MeterProvider? _exporter;
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -30,8 +34,24 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             _speaker.AddPeer(peer);
         }
 
+        _metrics = new DaemonMetrics(_allocator, _speaker);
+        if (configuration.MetricsListen is { } endPoint)
+        {
+            // The Prometheus text format over a bare HttpListener: no web stack for one endpoint.
+            _exporter = Sdk.CreateMeterProviderBuilder()
+                .AddMeter(DaemonMetrics.MeterName, HookServer.MeterName, ActiveRouteManager.MeterName)
+                .AddPrometheusHttpListener(o =>
+                {
+                    o.Host = endPoint.Address.ToString();
+                    o.Port = endPoint.Port;
+                    o.ScrapeEndpointPath = "/metrics";
+                })
+                .Build();
+        }
+
         var manager = new ActiveRouteManager(_allocator, _speaker, configuration.Pools, configuration.Routes);
         var restored = await manager.RestoreAsync(cancellationToken);
+        await manager.TopUpWarmAsync(cancellationToken);
         _speaker.Start();
         if (configuration.UdpHooks is { } udp)
         {
@@ -60,6 +80,8 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             await _allocator.DisposeAsync();
         }
 
+        _exporter?.Dispose();
+        _metrics?.Dispose();
         Log.Stopped(_log);
     }
 

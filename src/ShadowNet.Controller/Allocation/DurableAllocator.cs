@@ -50,6 +50,9 @@ public sealed class DurableAllocator : IAsyncDisposable
     private long _commits;
     private long _acknowledged;
     private volatile Exception? _fault;
+    private IReadOnlyList<PoolUsage> _poolUsage = [];
+    private long _poolUsageAt;
+    private bool _poolUsageStale;
 
     private DurableAllocator(AddressAllocator allocator, IAllocationStore store, DurableAllocatorOptions options)
     {
@@ -72,6 +75,12 @@ public sealed class DurableAllocator : IAsyncDisposable
     public long Acknowledged => Interlocked.Read(ref _acknowledged);
 
     public string StoreLocation => _store.Location;
+
+    /// <summary>
+    /// Pool usage as of the last refresh (at most every 250 ms, on the writer thread): for metrics, which
+    /// must not read the single-threaded allocator from another thread.
+    /// </summary>
+    public IReadOnlyList<PoolUsage> PoolUsageSnapshot => Volatile.Read(ref _poolUsage);
 
     /// <summary>Raised on the writer thread after each group commits: operations in it, and how long the commit took.</summary>
     public event Action<int, TimeSpan>? GroupCommitted;
@@ -109,6 +118,7 @@ public sealed class DurableAllocator : IAsyncDisposable
         }
 
         allocator.Changes = durable._changes;
+        durable._poolUsage = allocator.PoolUsages();
         durable._writer.Start();
         return durable;
     }
@@ -230,10 +240,12 @@ public sealed class DurableAllocator : IAsyncDisposable
                     _group.Add(operation);
                 }
 
+                var changed = _changes.Count > 0;
                 CommitGroup();
                 if (_fault is null)
                 {
                     Maintain();
+                    RefreshPoolUsage(changed);
                 }
             }
         }
@@ -322,6 +334,19 @@ public sealed class DurableAllocator : IAsyncDisposable
         if (Volatile.Read(ref _writerSleeping) == 1)
         {
             _wakeWriter.Set();
+        }
+    }
+
+    /// <summary>After a change, at most every 250 ms under load, and at once when the queue runs dry.</summary>
+    private void RefreshPoolUsage(bool changed)
+    {
+        _poolUsageStale |= changed;
+        var now = Environment.TickCount64;
+        if (_poolUsageStale && (now - _poolUsageAt >= 250 || !_queue.Reader.TryPeek(out _)))
+        {
+            _poolUsageAt = now;
+            _poolUsageStale = false;
+            Volatile.Write(ref _poolUsage, _allocator.PoolUsages());
         }
     }
 

@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Net;
 using ShadowNet.Addressing;
 using ShadowNet.Addressing.Allocation;
@@ -22,7 +24,16 @@ public sealed record RouteManagerOptions
     public IReadOnlyList<uint> Communities { get; init; } = [];
 
     public IReadOnlyList<LargeCommunity> LargeCommunities { get; init; } = [];
+
+    /// <summary>
+    /// Fixed warm pools (AWS VPC CNI style): this many addresses kept reserved per application and family,
+    /// topped up at start and after every hit. The baseline the forecaster has to beat.
+    /// </summary>
+    public IReadOnlyList<WarmTarget> Warm { get; init; } = [];
 }
+
+/// <summary>Keep <paramref name="Count"/> addresses of <paramref name="Family"/> reserved for <paramref name="Application"/>.</summary>
+public sealed record WarmTarget(string Application, IpFamily Family, int Count);
 
 /// <summary>
 /// The Active Route Manager: a create claims the instance's address (a pre-allocated one when there is,
@@ -37,11 +48,19 @@ public sealed record RouteManagerOptions
 /// </remarks>
 public sealed class ActiveRouteManager : IHookHandler
 {
+    public const string MeterName = "ShadowNet.Routing";
+    private static readonly Meter Meter = new(MeterName);
+
+    private static readonly Histogram<double> Activation = Meter.CreateHistogram("shadownet.route.activation.duration", "s",
+        "From a create reaching the route manager to its host route being in the speaker's RIB (durable claim included)",
+        tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1] });
+
     private readonly DurableAllocator _allocator;
     private readonly BgpSpeaker _speaker;
     private readonly RouteManagerOptions _options;
     private readonly AddressRange[] _exportable;
     private readonly ConcurrentDictionary<IPAddress, RouteAttributes> _attributesByNextHop = new();
+    private readonly HashSet<(string Application, IpFamily Family)> _warm;
 
     public ActiveRouteManager(DurableAllocator allocator, BgpSpeaker speaker, IEnumerable<PoolDefinition> pools, RouteManagerOptions options)
     {
@@ -49,6 +68,23 @@ public sealed class ActiveRouteManager : IHookHandler
         _speaker = speaker;
         _options = options;
         _exportable = [.. pools.SelectMany(p => p.UsableRanges())];
+        _warm = [.. options.Warm.Select(w => (w.Application, w.Family))];
+    }
+
+    /// <summary>Reserves what the warm targets lack; returns how many addresses were reserved.</summary>
+    public async Task<int> TopUpWarmAsync(CancellationToken cancellationToken = default)
+    {
+        var reserved = 0;
+        foreach (var target in _options.Warm)
+        {
+            var usage = await _allocator.ReadAsync(a => a.GetUsage(target.Application, target.Family), cancellationToken);
+            if (usage.Reserved < target.Count)
+            {
+                reserved += (await _allocator.ReserveAsync(target.Application, target.Family, target.Count - usage.Reserved, cancellationToken)).Count;
+            }
+        }
+
+        return reserved;
     }
 
     /// <summary>Announces the route of every live instance in the store (at start, before serving hooks).</summary>
@@ -69,6 +105,7 @@ public sealed class ActiveRouteManager : IHookHandler
 
     public async ValueTask<HookOutcome> CreateAsync(string instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken)
     {
+        var started = Stopwatch.GetTimestamp();
         ClaimResult claim;
         try
         {
@@ -88,6 +125,14 @@ public sealed class ActiveRouteManager : IHookHandler
                     return new HookOutcome(HookStatus.Invalid, claim.Address);
                 }
 
+                if (claim.Status == ClaimStatus.Hit && _warm.Contains((application, family)))
+                {
+                    // Replace the reservation just taken; the reply does not wait for it.
+                    _ = _allocator.ReserveAsync(application, family, 1, CancellationToken.None).AsTask();
+                }
+
+                Activation.Record(Stopwatch.GetElapsedTime(started).TotalSeconds,
+                    new KeyValuePair<string, object?>("outcome", claim.Preallocated ? "hit" : "miss"));
                 return new HookOutcome(claim.Preallocated ? HookStatus.Hit : HookStatus.Miss, claim.Address);
             case ClaimStatus.Conflict:
                 return new HookOutcome(HookStatus.Conflict, null);

@@ -38,6 +38,9 @@ public sealed record DaemonConfiguration
 
     public HookServerOptions? UdpHooks { get; init; }
 
+    /// <summary>Where the Prometheus endpoint (<c>/metrics</c>) listens, like 127.0.0.1:9464; null: off.</summary>
+    public IPEndPoint? MetricsListen { get; init; }
+
     public static DaemonConfiguration Read(IConfiguration configuration)
     {
         var bgp = configuration.GetSection("bgp");
@@ -89,8 +92,10 @@ public sealed record DaemonConfiguration
             {
                 DefaultNextHopV4 = OptionalAddress(routes, "defaultNextHopV4", IpFamily.IPv4),
                 DefaultNextHopV6 = OptionalAddress(routes, "defaultNextHopV6", IpFamily.IPv6),
+                Warm = [.. configuration.GetSection("warm").GetChildren().Select(ReadWarm)],
             },
             UdpHooks = ReadUdpHooks(configuration.GetSection("hooks:udp")),
+            MetricsListen = configuration["metrics:listen"] is { } metrics ? EndPoint("metrics:listen", metrics) : null,
         };
     }
 
@@ -189,6 +194,23 @@ public sealed record DaemonConfiguration
         }
 
         return definition;
+    }
+
+    private static WarmTarget ReadWarm(IConfigurationSection warm)
+    {
+        var application = warm["application"];
+        if (string.IsNullOrWhiteSpace(application))
+        {
+            throw new ConfigurationException($"{warm.Path}:application", "missing");
+        }
+
+        var family = warm["family"]?.ToLowerInvariant() switch
+        {
+            null or "ipv4" => IpFamily.IPv4,
+            "ipv6" => IpFamily.IPv6,
+            var other => throw new ConfigurationException($"{warm.Path}:family", $"'{other}' is not 'ipv4' or 'ipv6'"),
+        };
+        return new WarmTarget(application, family, (int)RequiredUInt(warm, "count", 0, 1_000_000));
     }
 
     private static void CheckPools(List<PoolDefinition> pools)

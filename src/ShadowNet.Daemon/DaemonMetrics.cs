@@ -1,0 +1,49 @@
+using System.Diagnostics.Metrics;
+using ShadowNet.Bgp.Sessions;
+using ShadowNet.Controller.Allocation;
+
+namespace ShadowNet.Daemon;
+
+/// <summary>
+/// The controller's instruments (meter <c>ShadowNet.Controller</c>), named by OpenTelemetry conventions
+/// with units; the hook counters live with the hook server (meter <c>ShadowNet.Hooks</c>). Observable
+/// instruments read snapshots and counters the parts already keep, so scraping costs the hot paths nothing.
+/// </summary>
+internal sealed class DaemonMetrics : IDisposable
+{
+    public const string MeterName = "ShadowNet.Controller";
+    private readonly Meter _meter = new(MeterName);
+
+    public DaemonMetrics(DurableAllocator allocator, BgpSpeaker speaker)
+    {
+        _meter.CreateObservableGauge("shadownet.pool.addresses", () => PoolAddresses(allocator), "{address}",
+            "Addresses per pool and state: free, reserved (staged), active (assigned), cooling (reuse delay)");
+        var commits = _meter.CreateHistogram("shadownet.store.commit.duration", "s", "Time to commit one group of allocator operations durably",
+            tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1] });
+        allocator.GroupCommitted += (_, duration) => commits.Record(duration.TotalSeconds);
+        _meter.CreateObservableGauge("shadownet.bgp.session.established", () => speaker.Peers.Select(p =>
+            new Measurement<int>(p.State == BgpSessionState.Established ? 1 : 0, Peer(p))), "{session}", "1 while the BGP session with the peer is established");
+        _meter.CreateObservableCounter("shadownet.bgp.prefixes.advertised", () => speaker.Peers.Select(p =>
+            new Measurement<long>(p.PrefixesSent, Peer(p))), "{prefix}", "Prefixes announced to the peer");
+        _meter.CreateObservableCounter("shadownet.bgp.updates.sent", () => speaker.Peers.Select(p =>
+            new Measurement<long>(p.UpdatesSent, Peer(p))), "{message}", "UPDATE messages sent to the peer");
+        _meter.CreateObservableCounter("shadownet.bgp.updates.received", () => speaker.Peers.Select(p =>
+            new Measurement<long>(p.UpdatesReceived, Peer(p))), "{message}", "UPDATE messages received from the peer");
+    }
+
+    public void Dispose() => _meter.Dispose();
+
+    private static IEnumerable<Measurement<long>> PoolAddresses(DurableAllocator allocator)
+    {
+        foreach (var pool in allocator.PoolUsageSnapshot)
+        {
+            var name = new KeyValuePair<string, object?>("pool", pool.Pool);
+            yield return new((long)(pool.Size - pool.Used), name, new("state", "free"));
+            yield return new(pool.Reserved, name, new("state", "reserved"));
+            yield return new(pool.Assigned, name, new("state", "active"));
+            yield return new(pool.Quarantined, name, new("state", "cooling"));
+        }
+    }
+
+    private static KeyValuePair<string, object?> Peer(BgpPeer peer) => new("peer", peer.Options.DisplayName);
+}
