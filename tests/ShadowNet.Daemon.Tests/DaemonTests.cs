@@ -52,6 +52,9 @@ public class DaemonTests
         { "hooks.udp.keys.1", "\"0011\"", "hooks:udp:keys:1: 2 octets; at least 16 are needed" },
         { "hooks.udp.listen", "\"127.0.0.1\"", "hooks:udp:listen: '127.0.0.1' is not an address:port" },
         { "store.sync", "\"sometimes\"", "store:sync: 'sometimes' is not 'full' or 'normal'" },
+        { "pools.0.staging", "\"community\"", "routes:shadowCommunity: missing; pools with staging 'community' need it" },
+        { "pools.0.staging", "\"sent\"", "pools:0:staging: 'sent' is not 'held' or 'community'" },
+        { "routes.shadowCommunity", "\"65003:1:0:0\"", "routes:shadowCommunity: '65003:1:0:0' is not a community" },
     };
 
     [Theory]
@@ -133,6 +136,71 @@ public class DaemonTests
             await restarted.WaitForExitAsync(exit.Token);
             Assert.Equal(0, restarted.ExitCode);
             await Eventually.WaitAsync(() => Task.FromResult(bird.Log), log => log.Contains("shadownetd shutting down", StringComparison.Ordinal), Patience);
+        }
+    }
+
+    [Fact]
+    public async Task StagedRoutesAreHeldOrFilteredAtBirdUntilTheirCreate()
+    {
+        using var folder = new TempDirectory("daemon-staging");
+        var birdPort = TestPorts.Next();
+        var udpPort = FreeUdpPort();
+        // BIRD's side of the community policy of DESIGN.md: staged routes are kept but not used.
+        await using var bird = new BirdPeer($$"""
+              local 127.0.0.2 port {{birdPort}} as 65002;
+              neighbor 127.0.0.3 as 65003;
+              multihop; strict bind on; passive on; hold time 30;
+              ipv4 {
+                import keep filtered on;
+                import filter { if ((65003, 1, 0) ~ bgp_large_community) then reject; accept; };
+                export none;
+              };
+            """);
+        await bird.StartAsync();
+        var config = Config(folder.File("state.db"), birdPort, udpPort);
+        ((JsonArray)config["pools"]!).Add(new JsonObject
+        {
+            ["name"] = "shadow-api", ["kind"] = "shadow", ["prefixes"] = new JsonArray("10.2.0.0/24"), ["application"] = "api", ["staging"] = "community",
+        });
+        config["routes"]!["shadowCommunity"] = "65003:1:0";
+        config["warm"] = new JsonArray(
+            new JsonObject { ["application"] = "web", ["count"] = 2 },
+            new JsonObject { ["application"] = "api", ["count"] = 2 });
+        var file = folder.File("shadownetd.json");
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+
+        using var daemon = Start(file);
+        try
+        {
+            // Community mode: both reservations reach BIRD and are filtered out; held mode: nothing is sent.
+            var filtered = await Eventually.WaitAsync(() => bird.RoutesAsync("master4", filtered: true), r => r.Count == 2, Patience);
+            Assert.All(filtered, r => Assert.StartsWith("10.2.0.", r.Key, StringComparison.Ordinal));
+            Assert.All(filtered.Values, r => Assert.Contains("(65003, 1, 0)", r.LargeCommunities, StringComparison.Ordinal));
+            Assert.Empty(await bird.RoutesAsync("master4"));
+
+            using var client = new HookClient(new IPEndPoint(IPAddress.Loopback, udpPort), 1, Convert.FromHexString(KeyHex), 1_000) { MaxAttempts = 12 };
+            var web = await client.CreateAsync("web-1", "web", IpFamily.IPv4, Address.Parse("192.0.2.21"));
+            var api = await client.CreateAsync("api-1", "api", IpFamily.IPv4, Address.Parse("192.0.2.22"));
+            Assert.Equal((HookStatus.Hit, HookStatus.Hit), (web.Status, api.Status));
+            Assert.Contains($"{api.Address}/32", filtered.Keys);
+
+            // Activation: the held one is sent, the filtered one re-sent without the community and now used.
+            var routes = await Eventually.WaitAsync(() => bird.RoutesAsync("master4"), r => r.Count == 2, Patience);
+            Assert.Equal("192.0.2.21", routes[$"{web.Address}/32"].NextHop);
+            Assert.Equal("192.0.2.22", routes[$"{api.Address}/32"].NextHop);
+            Assert.Equal("", routes[$"{api.Address}/32"].LargeCommunities);
+            filtered = await Eventually.WaitAsync(() => bird.RoutesAsync("master4", filtered: true), r => r.Count == 2 && !r.ContainsKey($"{api.Address}/32"), Patience);
+            Assert.DoesNotContain($"{api.Address}/32", filtered.Keys); // the warm pool staged a replacement
+
+            Assert.Equal(HookStatus.Deleted, (await client.DeleteAsync("api-1", "api", IpFamily.IPv4)).Status);
+            Assert.Equal(HookStatus.Deleted, (await client.DeleteAsync("web-1", "web", IpFamily.IPv4)).Status);
+            Assert.Empty(await Eventually.WaitAsync(() => bird.RoutesAsync("master4"), r => r.Count == 0, Patience));
+            Assert.Equal(2, (await bird.RoutesAsync("master4", filtered: true)).Count);
+        }
+        finally
+        {
+            daemon.Kill();
+            await daemon.WaitForExitAsync();
         }
     }
 

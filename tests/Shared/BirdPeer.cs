@@ -76,11 +76,12 @@ internal sealed partial class BirdPeer : IAsyncDisposable
     public async Task<bool> IsEstablishedAsync() => (await ProtocolStateAsync()).Contains("Established", StringComparison.Ordinal);
 
     /// <summary>
-    /// Parses <c>show route all</c> for a table into prefix -> (next hop, communities, large communities).
+    /// Parses <c>show route all</c> for a table into prefix -> (next hop, communities, large communities);
+    /// <paramref name="filtered"/>: the routes the import filter rejected (kept with <c>import keep filtered</c>).
     /// </summary>
-    public async Task<Dictionary<string, BirdRoute>> RoutesAsync(string table)
+    public async Task<Dictionary<string, BirdRoute>> RoutesAsync(string table, bool filtered = false)
     {
-        var text = await BirdcAsync($"show route table {table} all");
+        var text = await BirdcAsync($"show route table {table}{(filtered ? " filtered" : "")} all");
         var routes = new Dictionary<string, BirdRoute>();
         string? prefix = null;
         var current = new BirdRoute();

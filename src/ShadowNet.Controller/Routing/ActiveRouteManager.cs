@@ -25,11 +25,53 @@ public sealed record RouteManagerOptions
 
     public IReadOnlyList<LargeCommunity> LargeCommunities { get; init; } = [];
 
+    /// <summary>Staging mode of each pool by name; pools not named here are <see cref="StagingMode.Held"/>.</summary>
+    public IReadOnlyDictionary<string, StagingMode> Staging { get; init; } = new Dictionary<string, StagingMode>();
+
+    /// <summary>The community that marks a staged route as not for forwarding (<see cref="StagingMode.Community"/>).</summary>
+    public ShadowCommunity? ShadowCommunity { get; init; }
+
     /// <summary>
     /// Fixed warm pools (AWS VPC CNI style): this many addresses kept reserved per application and family,
     /// topped up at start and after every hit. The baseline the forecaster has to beat.
     /// </summary>
     public IReadOnlyList<WarmTarget> Warm { get; init; } = [];
+}
+
+/// <summary>How a pre-allocated address's route waits for its instance (DESIGN.md, "Route staging").</summary>
+public enum StagingMode
+{
+    /// <summary>Not sent: the reservation is the staged route; activation sends one UPDATE.</summary>
+    Held,
+
+    /// <summary>Sent at reservation with the shadow community, which router policy keeps out of forwarding;
+    /// activation re-sends it without (an implicit replace).</summary>
+    Community,
+}
+
+/// <summary>The shadow community: a standard (RFC 1997) or a large (RFC 8092) one.</summary>
+public readonly record struct ShadowCommunity(uint? Standard, LargeCommunity? Large)
+{
+    public static bool TryParse(string? text, out ShadowCommunity community)
+    {
+        community = default;
+        var parts = text?.Split(':') ?? [];
+        if (parts.Length == 3 && LargeCommunity.TryParse(text!, out var large))
+        {
+            community = new ShadowCommunity(null, large);
+            return true;
+        }
+
+        if (parts.Length == 2 && ushort.TryParse(parts[0], out var high) && ushort.TryParse(parts[1], out var low))
+        {
+            community = new ShadowCommunity(((uint)high << 16) | low, null);
+            return true;
+        }
+
+        return false;
+    }
+
+    public override string ToString() => Large?.ToString() ?? $"{Standard >> 16}:{Standard & 0xFFFF}";
 }
 
 /// <summary>Keep <paramref name="Count"/> addresses of <paramref name="Family"/> reserved for <paramref name="Application"/>.</summary>
@@ -38,8 +80,8 @@ public sealed record WarmTarget(string Application, IpFamily Family, int Count);
 /// <summary>
 /// The Active Route Manager: a create claims the instance's address (a pre-allocated one when there is,
 /// else a dynamic one) and announces its host route with the hypervisor as next hop; a delete withdraws
-/// the route and releases the address. Reservations stay held: nothing is announced for them until
-/// their instance is created (the <c>held</c> staging mode of DESIGN.md).
+/// the route and releases the address. Reservations made through it are staged per pool: held (nothing
+/// sent until the create) or sent with the shadow community (DESIGN.md, "Route staging").
 /// </summary>
 /// <remarks>
 /// The route is announced after the claim is durable, so a crash between the two leaves an address
@@ -59,7 +101,8 @@ public sealed class ActiveRouteManager : IHookHandler
     private readonly BgpSpeaker _speaker;
     private readonly RouteManagerOptions _options;
     private readonly AddressRange[] _exportable;
-    private readonly ConcurrentDictionary<IPAddress, RouteAttributes> _attributesByNextHop = new();
+    private readonly AddressRange[] _communityStaged;
+    private readonly ConcurrentDictionary<(IPAddress NextHop, bool Staged), RouteAttributes> _attributes = new();
     private readonly HashSet<(string Application, IpFamily Family)> _warm;
 
     public ActiveRouteManager(DurableAllocator allocator, BgpSpeaker speaker, IEnumerable<PoolDefinition> pools, RouteManagerOptions options)
@@ -67,7 +110,16 @@ public sealed class ActiveRouteManager : IHookHandler
         _allocator = allocator;
         _speaker = speaker;
         _options = options;
-        _exportable = [.. pools.SelectMany(p => p.UsableRanges())];
+        var definitions = pools.ToList();
+        _exportable = [.. definitions.SelectMany(p => p.UsableRanges())];
+        _communityStaged = [.. definitions
+            .Where(p => options.Staging.TryGetValue(p.Name, out var mode) && mode == StagingMode.Community)
+            .SelectMany(p => p.UsableRanges())];
+        if (_communityStaged.Length > 0 && options.ShadowCommunity is null)
+        {
+            throw new ArgumentException("community staging needs a shadow community", nameof(options));
+        }
+
         _warm = [.. options.Warm.Select(w => (w.Application, w.Family))];
     }
 
@@ -80,21 +132,55 @@ public sealed class ActiveRouteManager : IHookHandler
             var usage = await _allocator.ReadAsync(a => a.GetUsage(target.Application, target.Family), cancellationToken);
             if (usage.Reserved < target.Count)
             {
-                reserved += (await _allocator.ReserveAsync(target.Application, target.Family, target.Count - usage.Reserved, cancellationToken)).Count;
+                reserved += (await ReserveAsync(target.Application, target.Family, target.Count - usage.Reserved, cancellationToken)).Count;
             }
         }
 
         return reserved;
     }
 
-    /// <summary>Announces the route of every live instance in the store (at start, before serving hooks).</summary>
+    /// <summary>Pre-allocates addresses for an application and stages their routes; returns the addresses.</summary>
+    public async Task<IReadOnlyList<Address>> ReserveAsync(string application, IpFamily family, int count, CancellationToken cancellationToken = default)
+    {
+        var addresses = await _allocator.ReserveAddressesAsync(application, family, count, cancellationToken);
+        foreach (var address in addresses)
+        {
+            Stage(address);
+        }
+
+        return addresses;
+    }
+
+    /// <summary>Gives back reservations beyond <paramref name="keep"/> and withdraws their staged routes.</summary>
+    public async Task<IReadOnlyList<Address>> ShrinkAsync(string application, IpFamily family, int keep, CancellationToken cancellationToken = default)
+    {
+        var freed = await _allocator.ShrinkAsync(application, family, keep, cancellationToken);
+        foreach (var address in freed)
+        {
+            if (IsCommunityStaged(address))
+            {
+                _speaker.Withdraw(HostRoute(address));
+            }
+        }
+
+        return freed;
+    }
+
+    /// <summary>
+    /// At start, before serving hooks: announces the route of every live instance in the store and stages
+    /// the routes of its reservations. Returns the number of live routes announced.
+    /// </summary>
     public async Task<int> RestoreAsync(CancellationToken cancellationToken = default)
     {
-        var live = await _allocator.ReadAsync(a => a.Leases.Where(l => l.State == LeaseState.Assigned).ToList(), cancellationToken);
+        var leases = await _allocator.ReadAsync(a => a.Leases.Where(l => l.State is LeaseState.Assigned or LeaseState.Reserved).ToList(), cancellationToken);
         var announced = 0;
-        foreach (var lease in live)
+        foreach (var lease in leases)
         {
-            if (Announce(lease.Address, lease.Host))
+            if (lease.State == LeaseState.Reserved)
+            {
+                Stage(lease.Address);
+            }
+            else if (Announce(lease.Address, lease.Host))
             {
                 announced++;
             }
@@ -128,7 +214,7 @@ public sealed class ActiveRouteManager : IHookHandler
                 if (claim.Status == ClaimStatus.Hit && _warm.Contains((application, family)))
                 {
                     // Replace the reservation just taken; the reply does not wait for it.
-                    _ = _allocator.ReserveAsync(application, family, 1, CancellationToken.None).AsTask();
+                    _ = ReserveAsync(application, family, 1, CancellationToken.None);
                 }
 
                 Activation.Record(Stopwatch.GetElapsedTime(started).TotalSeconds,
@@ -178,7 +264,29 @@ public sealed class ActiveRouteManager : IHookHandler
         return false;
     }
 
-    private bool Announce(Address address, Address? host)
+    /// <summary>True when reservations of the pool holding <paramref name="address"/> are sent with the shadow community.</summary>
+    public bool IsCommunityStaged(Address address)
+    {
+        foreach (var range in _communityStaged)
+        {
+            if (range.Contains(address))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private void Stage(Address address)
+    {
+        if (IsCommunityStaged(address))
+        {
+            Announce(address, null, staged: true);
+        }
+    }
+
+    private bool Announce(Address address, Address? host, bool staged = false)
     {
         var nextHop = host?.ToIPAddress() ?? (address.IsIPv6 ? _options.DefaultNextHopV6 : _options.DefaultNextHopV4);
         if (nextHop is null || !IsExportable(address))
@@ -186,11 +294,11 @@ public sealed class ActiveRouteManager : IHookHandler
             return false;
         }
 
-        var attributes = _attributesByNextHop.GetOrAdd(nextHop, static (hop, options) => new RouteAttributes
+        var attributes = _attributes.GetOrAdd((nextHop, staged), static (key, options) => new RouteAttributes
         {
-            NextHop = hop,
-            Communities = options.Communities,
-            LargeCommunities = options.LargeCommunities,
+            NextHop = key.NextHop,
+            Communities = key.Staged && options.ShadowCommunity?.Standard is { } standard ? [.. options.Communities, standard] : options.Communities,
+            LargeCommunities = key.Staged && options.ShadowCommunity?.Large is { } large ? [.. options.LargeCommunities, large] : options.LargeCommunities,
         }, _options);
         _speaker.Announce(HostRoute(address), attributes);
         return true;

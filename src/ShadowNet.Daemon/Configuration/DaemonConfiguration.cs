@@ -61,7 +61,8 @@ public sealed record DaemonConfiguration
             throw new ConfigurationException("bgp:peers", "at least one peer is needed");
         }
 
-        var pools = configuration.GetSection("pools").GetChildren().Select(ReadPool).ToList();
+        var poolSections = configuration.GetSection("pools").GetChildren().ToList();
+        var pools = poolSections.Select(ReadPool).ToList();
         if (pools.Count == 0)
         {
             throw new ConfigurationException("pools", "at least one pool is needed");
@@ -69,6 +70,38 @@ public sealed record DaemonConfiguration
 
         CheckPools(pools);
         var routes = configuration.GetSection("routes");
+        var staging = poolSections.ToDictionary(p => p["name"]!, ReadStaging);
+        ShadowCommunity? shadowCommunity = null;
+        if (routes["shadowCommunity"] is { } shadowText)
+        {
+            shadowCommunity = ShadowCommunity.TryParse(shadowText, out var parsed)
+                ? parsed
+                : throw new ConfigurationException("routes:shadowCommunity", $"'{shadowText}' is not a community 'asn:value' or a large community 'asn:data1:data2'");
+        }
+        else if (staging.ContainsValue(StagingMode.Community))
+        {
+            throw new ConfigurationException("routes:shadowCommunity", "missing; pools with staging 'community' need it");
+        }
+
+        var communities = new List<uint>();
+        var largeCommunities = new List<ShadowNet.Bgp.Wire.LargeCommunity>();
+        foreach (var entry in routes.GetSection("communities").GetChildren())
+        {
+            if (!ShadowCommunity.TryParse(entry.Value, out var community))
+            {
+                throw new ConfigurationException(entry.Path, $"'{entry.Value}' is not a community 'asn:value' or a large community 'asn:data1:data2'");
+            }
+
+            if (community.Large is { } large)
+            {
+                largeCommunities.Add(large);
+            }
+            else
+            {
+                communities.Add(community.Standard!.Value);
+            }
+        }
+
         var store = configuration.GetSection("store");
         var storePath = store["path"];
         if (string.IsNullOrWhiteSpace(storePath))
@@ -92,6 +125,10 @@ public sealed record DaemonConfiguration
             {
                 DefaultNextHopV4 = OptionalAddress(routes, "defaultNextHopV4", IpFamily.IPv4),
                 DefaultNextHopV6 = OptionalAddress(routes, "defaultNextHopV6", IpFamily.IPv6),
+                Communities = communities,
+                LargeCommunities = largeCommunities,
+                Staging = staging,
+                ShadowCommunity = shadowCommunity,
                 Warm = [.. configuration.GetSection("warm").GetChildren().Select(ReadWarm)],
             },
             UdpHooks = ReadUdpHooks(configuration.GetSection("hooks:udp")),
@@ -195,6 +232,13 @@ public sealed record DaemonConfiguration
 
         return definition;
     }
+
+    private static StagingMode ReadStaging(IConfigurationSection pool) => pool["staging"]?.ToLowerInvariant() switch
+    {
+        null or "held" => StagingMode.Held,
+        "community" => StagingMode.Community,
+        var other => throw new ConfigurationException($"{pool.Path}:staging", $"'{other}' is not 'held' or 'community'"),
+    };
 
     private static WarmTarget ReadWarm(IConfigurationSection warm)
     {
