@@ -4,6 +4,7 @@ using ShadowNet.Bgp.Sessions;
 using ShadowNet.Controller.Allocation;
 using ShadowNet.Controller.Routing;
 using ShadowNet.Controller.State;
+using ShadowNet.Controller.Telemetry;
 using ShadowNet.Daemon.Configuration;
 using ShadowNet.Hooks.Udp;
 using OpenTelemetry;
@@ -24,6 +25,10 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
     private HookServer? _hooks;
     private DaemonMetrics? _metrics;
     private MeterProvider? _exporter;
+    private MissLog? _missLog;
+
+    /// <summary>Recent metric samples per application (ReportMetrics feeds them; misses record them).</summary>
+    public RecentSamples Samples { get; } = new();
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -49,7 +54,19 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
                 .Build();
         }
 
-        var manager = new ActiveRouteManager(_allocator, _speaker, configuration.Pools, configuration.Routes);
+        if (configuration.MissLogPath is { } missLogPath)
+        {
+            try
+            {
+                _missLog = new MissLog(missLogPath);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new StateStoreException($"miss log '{missLogPath}' cannot be opened: {e.Message}", e);
+            }
+        }
+
+        var manager = new ActiveRouteManager(_allocator, _speaker, configuration.Pools, configuration.Routes, Samples, _missLog);
         var restored = await manager.RestoreAsync(cancellationToken);
         await manager.TopUpWarmAsync(cancellationToken);
         _speaker.Start();
@@ -78,6 +95,11 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         if (_allocator is not null)
         {
             await _allocator.DisposeAsync();
+        }
+
+        if (_missLog is not null)
+        {
+            await _missLog.DisposeAsync();
         }
 
         _exporter?.Dispose();

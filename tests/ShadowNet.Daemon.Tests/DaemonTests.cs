@@ -98,7 +98,9 @@ public class DaemonTests
             """);
         await bird.StartAsync();
         var file = folder.File("shadownetd.json");
-        await File.WriteAllTextAsync(file, Config(folder.File("state.db"), birdPort, udpPort).ToJsonString());
+        var config = Config(folder.File("state.db"), birdPort, udpPort);
+        config["events"] = new JsonObject { ["missLog"] = folder.File("misses.jsonl") };
+        await File.WriteAllTextAsync(file, config.ToJsonString());
         var hooks = new IPEndPoint(IPAddress.Loopback, udpPort);
         var key = Convert.FromHexString(KeyHex);
 
@@ -114,6 +116,12 @@ public class DaemonTests
             Assert.Equal(HookStatus.Deleted, (await client.DeleteAsync("vm-0", "web", IpFamily.IPv4)).Status);
             var routes = await Eventually.WaitAsync(() => bird.RoutesAsync("master4"), r => r.Count == 4, Patience);
             Assert.Equal("192.0.2.14", routes["10.9.0.6/32"].NextHop);
+
+            // Each miss is a JSON line for retraining.
+            var lines = await Eventually.WaitAsync(() => File.ReadAllLinesAsync(folder.File("misses.jsonl")), l => l.Length == 5, Patience);
+            var miss = JsonNode.Parse(lines[4])!;
+            Assert.Equal(("miss", "unexpected scaling, no pre-allocation", "web", "vm-4", "10.9.0.6", "192.0.2.14"),
+                ((string)miss["event"]!, (string)miss["reason"]!, (string)miss["application"]!, (string)miss["instance"]!, (string)miss["address"]!, (string)miss["host"]!));
 
             // kill -9: no NOTIFICATION, no flush. BIRD drops the routes (graceful restart is off).
             daemon.Kill();

@@ -40,6 +40,7 @@ public sealed class DurableAllocator : IAsyncDisposable
     private readonly DurableAllocatorOptions _options;
     private readonly Channel<Operation> _queue;
     private readonly List<LeaseChange> _changes = [];
+    private readonly List<MissRecord> _misses = [];
     private readonly List<Operation> _group = [];
     private readonly Thread _writer;
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -114,7 +115,7 @@ public sealed class DurableAllocator : IAsyncDisposable
         if (allocator.Changes.Count > 0)
         {
             // Quarantined addresses whose delay ran out while we were down: tidy them away before serving.
-            store.Commit(CollectionsMarshal.AsSpan(allocator.Changes), ++durable._sequence);
+            store.Commit(CollectionsMarshal.AsSpan(allocator.Changes), [], ++durable._sequence);
         }
 
         allocator.Changes = durable._changes;
@@ -147,6 +148,19 @@ public sealed class DurableAllocator : IAsyncDisposable
         Submit(static (a, x) => a.Claim(x.instance, x.application, x.family, x.host), (instance, application, family, host), cancellationToken);
 
     /// <summary>Releases an instance's address; the lease it had, or null when it had none. Allocates nothing.</summary>
+    /// <summary>Stores a miss record with the next group; completes once it is durable.</summary>
+    public ValueTask<bool> RecordMissAsync(MissRecord miss, CancellationToken cancellationToken = default) =>
+        Submit<(DurableAllocator self, MissRecord miss), bool>(static (_, x) =>
+        {
+            x.self._misses.Add(x.miss);
+            return true;
+        }, (this, miss), cancellationToken);
+
+    /// <summary>Stored miss records after <paramref name="afterId"/> (read on the writer thread, between groups).</summary>
+    public ValueTask<IReadOnlyList<(long Id, MissRecord Miss)>> LoadMissesAsync(long afterId, int limit, CancellationToken cancellationToken = default) =>
+        Submit<(IAllocationStore store, long afterId, int limit), IReadOnlyList<(long Id, MissRecord Miss)>>(
+            static (_, x) => x.store.LoadMisses(x.afterId, x.limit), (_store, afterId, limit), cancellationToken);
+
     public ValueTask<Lease?> ReleaseAsync(string instance, IpFamily family, CancellationToken cancellationToken = default) =>
         Submit(static (a, x) => a.Release(x.instance, x.family, out var lease) ? lease : (Lease?)null, (instance, family), cancellationToken);
 
@@ -257,12 +271,12 @@ public sealed class DurableAllocator : IAsyncDisposable
 
     private void CommitGroup()
     {
-        if (_changes.Count > 0)
+        if (_changes.Count > 0 || _misses.Count > 0)
         {
             try
             {
                 var started = System.Diagnostics.Stopwatch.GetTimestamp();
-                _store.Commit(CollectionsMarshal.AsSpan(_changes), _sequence + 1);
+                _store.Commit(CollectionsMarshal.AsSpan(_changes), CollectionsMarshal.AsSpan(_misses), _sequence + 1);
                 _sequence++;
                 Interlocked.Increment(ref _commits);
                 GroupCommitted?.Invoke(_group.Count, System.Diagnostics.Stopwatch.GetElapsedTime(started));
@@ -273,6 +287,7 @@ public sealed class DurableAllocator : IAsyncDisposable
             }
 
             _changes.Clear();
+            _misses.Clear();
         }
 
         if (_group.Count == 0)

@@ -8,6 +8,8 @@ using ShadowNet.Addressing.Pools;
 using ShadowNet.Bgp.Sessions;
 using ShadowNet.Bgp.Wire;
 using ShadowNet.Controller.Allocation;
+using ShadowNet.Controller.State;
+using ShadowNet.Controller.Telemetry;
 using ShadowNet.Hooks.Udp;
 
 namespace ShadowNet.Controller.Routing;
@@ -104,10 +106,17 @@ public sealed class ActiveRouteManager : IHookHandler
     private readonly AddressRange[] _communityStaged;
     private readonly ConcurrentDictionary<(IPAddress NextHop, bool Staged), RouteAttributes> _attributes = new();
     private readonly HashSet<(string Application, IpFamily Family)> _warm;
+    private readonly IMetricWindowSource? _windows;
+    private readonly MissLog? _missLog;
 
-    public ActiveRouteManager(DurableAllocator allocator, BgpSpeaker speaker, IEnumerable<PoolDefinition> pools, RouteManagerOptions options)
+    /// <param name="windows">Recent metrics per application, recorded with each miss.</param>
+    /// <param name="missLog">Where misses are also written as JSON lines for retraining.</param>
+    public ActiveRouteManager(DurableAllocator allocator, BgpSpeaker speaker, IEnumerable<PoolDefinition> pools, RouteManagerOptions options,
+        IMetricWindowSource? windows = null, MissLog? missLog = null)
     {
         _allocator = allocator;
+        _windows = windows;
+        _missLog = missLog;
         _speaker = speaker;
         _options = options;
         var definitions = pools.ToList();
@@ -211,7 +220,12 @@ public sealed class ActiveRouteManager : IHookHandler
                     return new HookOutcome(HookStatus.Invalid, claim.Address);
                 }
 
-                if (claim.Status == ClaimStatus.Hit && _warm.Contains((application, family)))
+                if (claim.Status == ClaimStatus.Miss)
+                {
+                    _ = RecordMissAsync(new MissRecord(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), application, instance, claim.Address, host,
+                        _windows?.WindowJson(application)));
+                }
+                else if (claim.Status == ClaimStatus.Hit && _warm.Contains((application, family)))
                 {
                     // Replace the reservation just taken; the reply does not wait for it.
                     _ = ReserveAsync(application, family, 1, CancellationToken.None);
@@ -248,6 +262,20 @@ public sealed class ActiveRouteManager : IHookHandler
 
         _speaker.Withdraw(HostRoute(lease.Address));
         return new HookOutcome(HookStatus.Deleted, lease.Address);
+    }
+
+    /// <summary>Misses are refinement data: the reply does not wait for them to be stored or logged.</summary>
+    private async Task RecordMissAsync(MissRecord miss)
+    {
+        _missLog?.Add(miss);
+        try
+        {
+            await _allocator.RecordMissAsync(miss);
+        }
+        catch (Exception)
+        {
+            // The store has failed: the allocator has stopped and reports that itself.
+        }
     }
 
     /// <summary>True when <paramref name="address"/> may be announced: inside a configured pool.</summary>

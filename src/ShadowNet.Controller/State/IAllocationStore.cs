@@ -23,8 +23,14 @@ public interface IAllocationStore : IDisposable
     /// <summary>Every lease in the store. Throws <see cref="StateStoreException"/> when it is unreadable.</summary>
     IReadOnlyList<Lease> LoadLeases();
 
-    /// <summary>Applies the changes in order, in one transaction, durably; records the sequence number.</summary>
-    void Commit(ReadOnlySpan<LeaseChange> changes, long sequence);
+    /// <summary>
+    /// Applies the changes in order and adds the miss records, in one transaction, durably; records the
+    /// sequence number.
+    /// </summary>
+    void Commit(ReadOnlySpan<LeaseChange> changes, ReadOnlySpan<MissRecord> misses, long sequence);
+
+    /// <summary>Miss records with an id above <paramref name="afterId"/>, oldest first, at most <paramref name="limit"/>.</summary>
+    IReadOnlyList<(long Id, MissRecord Miss)> LoadMisses(long afterId, int limit);
 
     /// <summary>
     /// Housekeeping that may take a while (the SQLite store copies its write-ahead log into the database

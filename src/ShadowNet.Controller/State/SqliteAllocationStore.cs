@@ -26,7 +26,19 @@ public sealed class SqliteAllocationStore : IAllocationStore
 {
     // 'SHNT': marks the file as ours, so that pointing the daemon at some other SQLite database is an error.
     private const int ApplicationId = 0x53484E54;
-    private const int SchemaVersion = 1;
+    private const int SchemaVersion = 2;
+
+    // Version 2 added the misses table; a version 1 store is upgraded in place at open.
+    private const string MissesTable = """
+        CREATE TABLE IF NOT EXISTS misses(
+            id INTEGER PRIMARY KEY,
+            time_ms INTEGER NOT NULL,
+            application TEXT NOT NULL,
+            instance TEXT NOT NULL,
+            address BLOB NOT NULL,
+            host BLOB,
+            window TEXT);
+        """;
 
     private const int SqliteDone = 101;
 
@@ -37,6 +49,7 @@ public sealed class SqliteAllocationStore : IAllocationStore
     private readonly sqlite3_stmt _upsert;
     private readonly sqlite3_stmt _delete;
     private readonly sqlite3_stmt _setSequence;
+    private readonly sqlite3_stmt _insertMiss;
     private readonly sqlite3_stmt _checkpoint;
     private byte[] _utf8 = new byte[256];
     private int _commitsSinceCheckpoint;
@@ -55,6 +68,7 @@ public sealed class SqliteAllocationStore : IAllocationStore
             "preallocated = excluded.preallocated, since_ms = excluded.since_ms, host = excluded.host");
         _delete = Prepare("DELETE FROM leases WHERE address = ?1");
         _setSequence = Prepare("UPDATE meta SET value = ?1 WHERE key = 'sequence'");
+        _insertMiss = Prepare("INSERT INTO misses(time_ms, application, instance, address, host, window) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
         _checkpoint = Prepare("PRAGMA wal_checkpoint(PASSIVE)");
         CommittedSequence = long.Parse(ScalarOf(connection, "SELECT value FROM meta WHERE key = 'sequence'") ?? "0", CultureInfo.InvariantCulture);
     }
@@ -126,6 +140,7 @@ public sealed class SqliteAllocationStore : IAllocationStore
                         preallocated INTEGER NOT NULL,
                         since_ms INTEGER NOT NULL,
                         host BLOB) WITHOUT ROWID;
+                    {MissesTable}
                     """);
             }
 
@@ -201,12 +216,47 @@ public sealed class SqliteAllocationStore : IAllocationStore
         }
     }
 
+    public IReadOnlyList<(long Id, MissRecord Miss)> LoadMisses(long afterId, int limit)
+    {
+        try
+        {
+            using var command = _connection.CreateCommand();
+            command.CommandText = "SELECT id, time_ms, application, instance, address, host, window FROM misses WHERE id > $after ORDER BY id LIMIT $limit";
+            command.Parameters.AddWithValue("$after", afterId);
+            command.Parameters.AddWithValue("$limit", limit);
+            using var reader = command.ExecuteReader();
+            var misses = new List<(long, MissRecord)>();
+            while (reader.Read())
+            {
+                var bytes = reader.GetFieldValue<byte[]>(4);
+                if (!TryReadAddress(bytes, out var address))
+                {
+                    throw new StateStoreException($"state store '{Location}': miss row has a bad address ({Convert.ToHexString(bytes)})");
+                }
+
+                misses.Add((reader.GetInt64(0), new MissRecord(
+                    reader.GetInt64(1),
+                    reader.GetString(2),
+                    reader.GetString(3),
+                    address,
+                    reader.IsDBNull(5) ? null : ReadHost(reader.GetFieldValue<byte[]>(5)),
+                    reader.IsDBNull(6) ? null : reader.GetString(6))));
+            }
+
+            return misses;
+        }
+        catch (SqliteException e)
+        {
+            throw new StateStoreException(Describe(Location, e), e);
+        }
+    }
+
     /// <summary>
     /// Writes the group through prepared statements on SQLite's own handle: binding spans and integers
     /// allocates nothing, where the ADO.NET layer costs about 1.1 KB per row (a GC pause every few
     /// thousand events, which showed at p99).
     /// </summary>
-    public void Commit(ReadOnlySpan<LeaseChange> changes, long sequence)
+    public void Commit(ReadOnlySpan<LeaseChange> changes, ReadOnlySpan<MissRecord> misses, long sequence)
     {
         Step(_begin);
         try
@@ -245,6 +295,25 @@ public sealed class SqliteAllocationStore : IAllocationStore
                 Step(_upsert);
             }
 
+            foreach (var miss in misses)
+            {
+                Check(raw.sqlite3_bind_int64(_insertMiss, 1, miss.TimeMs));
+                BindText(_insertMiss, 2, miss.Application);
+                BindText(_insertMiss, 3, miss.Instance);
+                Check(raw.sqlite3_bind_blob(_insertMiss, 4, address[..WriteAddress(miss.Address, address)]));
+                if (miss.Host is { } host)
+                {
+                    Check(raw.sqlite3_bind_blob(_insertMiss, 5, hostAddress[..WriteAddress(host, hostAddress)]));
+                }
+                else
+                {
+                    Check(raw.sqlite3_bind_null(_insertMiss, 5));
+                }
+
+                BindText(_insertMiss, 6, miss.Window);
+                Step(_insertMiss);
+            }
+
             Check(raw.sqlite3_bind_int64(_setSequence, 1, sequence));
             Step(_setSequence);
             Step(_commit);
@@ -280,7 +349,7 @@ public sealed class SqliteAllocationStore : IAllocationStore
 
     public void Dispose()
     {
-        foreach (var statement in (ReadOnlySpan<sqlite3_stmt>)[_begin, _commit, _rollback, _upsert, _delete, _setSequence, _checkpoint])
+        foreach (var statement in (ReadOnlySpan<sqlite3_stmt>)[_begin, _commit, _rollback, _upsert, _delete, _setSequence, _insertMiss, _checkpoint])
         {
             statement.Dispose();
         }
@@ -301,6 +370,12 @@ public sealed class SqliteAllocationStore : IAllocationStore
         if (applicationId != ApplicationId)
         {
             throw new StateStoreException($"state store '{path}' is an SQLite database but not a ShadowNet store (application_id {applicationId:x})");
+        }
+
+        if (version == 1)
+        {
+            Execute(connection, $"BEGIN IMMEDIATE; {MissesTable} PRAGMA user_version = {SchemaVersion}; COMMIT;");
+            version = SchemaVersion;
         }
 
         if (version != SchemaVersion)

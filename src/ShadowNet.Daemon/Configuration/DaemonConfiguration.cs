@@ -41,6 +41,9 @@ public sealed record DaemonConfiguration
     /// <summary>Where the Prometheus endpoint (<c>/metrics</c>) listens, like 127.0.0.1:9464; null: off.</summary>
     public IPEndPoint? MetricsListen { get; init; }
 
+    /// <summary>JSON-lines file that each miss is appended to, for retraining; null: misses go to the store only.</summary>
+    public string? MissLogPath { get; init; }
+
     public static DaemonConfiguration Read(IConfiguration configuration)
     {
         var bgp = configuration.GetSection("bgp");
@@ -132,6 +135,7 @@ public sealed record DaemonConfiguration
                 Warm = [.. configuration.GetSection("warm").GetChildren().Select(ReadWarm)],
             },
             UdpHooks = ReadUdpHooks(configuration.GetSection("hooks:udp")),
+            MissLogPath = configuration["events:missLog"] is { Length: > 0 } missLog ? missLog : null,
             MetricsListen = configuration["metrics:listen"] is { } metrics ? EndPoint("metrics:listen", metrics) : null,
         };
     }

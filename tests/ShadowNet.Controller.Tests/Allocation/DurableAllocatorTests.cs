@@ -38,6 +38,21 @@ public class DurableAllocatorTests
     }
 
     [Fact]
+    public async Task AcknowledgedMissRecordsAreThereAfterReopening()
+    {
+        using var folder = new TempDirectory("state");
+        var path = folder.File("state.db");
+        var miss = new MissRecord(42, "web", "vm-0", Address.Parse("10.9.0.2"), null, """{"samples":[]}""");
+        await using (var allocator = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(path)))
+        {
+            Assert.True(await allocator.RecordMissAsync(miss));
+        }
+
+        await using var reopened = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(path));
+        Assert.Equal([miss], (await reopened.LoadMissesAsync(0, 100)).Select(m => m.Miss));
+    }
+
+    [Fact]
     public async Task ConcurrentOperationsShareCommits()
     {
         using var folder = new TempDirectory("state");
@@ -110,7 +125,9 @@ public class DurableAllocatorTests
 
         public IReadOnlyList<Lease> LoadLeases() => [];
 
-        public void Commit(ReadOnlySpan<LeaseChange> changes, long sequence)
+        public IReadOnlyList<(long Id, MissRecord Miss)> LoadMisses(long afterId, int limit) => [];
+
+        public void Commit(ReadOnlySpan<LeaseChange> changes, ReadOnlySpan<MissRecord> misses, long sequence)
         {
             if (Fail)
             {

@@ -94,7 +94,7 @@ public class SqliteAllocationStoreTests
         using var folder = new TempDirectory("state");
         var path = folder.File("state.db");
         using var first = SqliteAllocationStore.Open(path);
-        first.Commit([], 1);
+        first.Commit([], [], 1);
         var error = Assert.Throws<StateStoreException>(() => SqliteAllocationStore.Open(path));
         Assert.StartsWith($"state store '{path}' is in use by another process", error.Message, StringComparison.Ordinal);
     }
@@ -108,11 +108,55 @@ public class SqliteAllocationStoreTests
         var b = new Lease(Address.Parse("2001:db8:1::1"), "shadow-v6", LeaseState.Reserved, "db", "db-1", false, 2);
         using (var store = SqliteAllocationStore.Open(path))
         {
-            store.Commit([new(a, false), new(b, false), new(a with { State = LeaseState.Assigned, Instance = "db-0" }, false), new(b, true)], 7);
+            store.Commit([new(a, false), new(b, false), new(a with { State = LeaseState.Assigned, Instance = "db-0" }, false), new(b, true)], [], 7);
         }
 
         using var reopened = SqliteAllocationStore.Open(path);
         Assert.Equal(7, reopened.CommittedSequence);
         Assert.Equal([a with { State = LeaseState.Assigned, Instance = "db-0" }], reopened.LoadLeases());
+    }
+
+    [Fact]
+    public void MissRecordsAreStoredWithTheGroupAndReadBackInOrder()
+    {
+        using var folder = new TempDirectory("state");
+        var path = folder.File("state.db");
+        var first = new MissRecord(1_700_000_000_000, "db", "db-1", Address.Parse("10.9.0.2"), Address.Parse("192.0.2.1"), """{"samples":[{"timeMs":1,"cpu":0.5}]}""");
+        var second = new MissRecord(1_700_000_000_500, "web", "web-9", Address.Parse("2001:db8:9::2"), null, null);
+        using (var store = SqliteAllocationStore.Open(path))
+        {
+            store.Commit([], [first, second], 1);
+        }
+
+        using var reopened = SqliteAllocationStore.Open(path);
+        var misses = reopened.LoadMisses(0, 10);
+        Assert.Equal([first, second], misses.Select(m => m.Miss));
+        Assert.Equal([second], reopened.LoadMisses(misses[0].Id, 10).Select(m => m.Miss));
+    }
+
+    [Fact]
+    public void VersionOneStoreIsUpgradedInPlaceKeepingItsLeases()
+    {
+        using var folder = new TempDirectory("state");
+        var path = folder.File("state.db");
+        var lease = new Lease(Address.Parse("10.1.0.2"), "shadow-v4", LeaseState.Assigned, "db", "db-0", true, 1);
+        using (var store = SqliteAllocationStore.Open(path))
+        {
+            store.Commit([new(lease, false)], [], 1);
+        }
+
+        // What a version 1 build left: no misses table.
+        using (var connection = new SqliteConnection($"Data Source={path};Pooling=false"))
+        {
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "DROP TABLE misses; PRAGMA user_version = 1;";
+            command.ExecuteNonQuery();
+        }
+
+        using var upgraded = SqliteAllocationStore.Open(path);
+        Assert.Equal([lease], upgraded.LoadLeases());
+        upgraded.Commit([], [new MissRecord(5, "db", "db-1", Address.Parse("10.9.0.2"), null, null)], 2);
+        Assert.Single(upgraded.LoadMisses(0, 10));
     }
 }
