@@ -30,6 +30,13 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
     /// <summary>Recent metric samples per application (ReportMetrics feeds them; misses record them).</summary>
     public RecentSamples Samples { get; } = new();
 
+    public DaemonConfiguration Configuration => configuration;
+
+    public DateTimeOffset Started { get; private set; }
+
+    /// <summary>The running parts, for the gRPC API; null until start-up has finished.</summary>
+    public (DurableAllocator Allocator, BgpSpeaker Speaker, ActiveRouteManager Manager, HookServer? Hooks)? Parts { get; private set; }
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         _allocator = DurableAllocator.Open(configuration.Pools, SqliteAllocationStore.Open(configuration.StorePath, configuration.StoreSync));
@@ -76,11 +83,14 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             _hooks.Start();
         }
 
+        Started = DateTimeOffset.UtcNow;
+        Parts = (_allocator, _speaker, manager, _hooks);
         Log.Started(_log, configuration.StorePath, restored, _hooks?.LocalEndPoint.ToString() ?? "off");
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        Parts = null;
         if (_hooks is not null)
         {
             await _hooks.DisposeAsync();

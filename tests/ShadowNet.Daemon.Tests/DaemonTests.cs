@@ -5,40 +5,14 @@ using System.Text;
 using System.Text.Json.Nodes;
 using ShadowNet.Addressing;
 using ShadowNet.Hooks.Udp;
+using static ShadowNet.Daemon.Tests.Shadownetd;
 
 namespace ShadowNet.Daemon.Tests;
 
 /// <summary>The real shadownetd process, configured by file, with a real BIRD 2 on loopback.</summary>
+[Collection("shadownetd")]
 public class DaemonTests
 {
-    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(20);
-    private const string KeyHex = "00112233445566778899aabbccddeeff0011";
-
-    private static JsonObject Config(string store, int birdPort, int udpPort) => new()
-    {
-        ["store"] = new JsonObject { ["path"] = store },
-        ["bgp"] = new JsonObject
-        {
-            ["localAs"] = 65003,
-            ["routerId"] = "127.0.0.3",
-            ["gracefulRestart"] = 0,
-            ["peers"] = new JsonArray(new JsonObject
-            {
-                ["address"] = "127.0.0.2",
-                ["port"] = birdPort,
-                ["remoteAs"] = 65002,
-                ["localAddress"] = "127.0.0.3",
-                ["families"] = new JsonArray("ipv4"),
-                ["holdTime"] = 30,
-            }),
-        },
-        ["pools"] = new JsonArray(
-            new JsonObject { ["name"] = "shadow-v4", ["kind"] = "shadow", ["prefixes"] = new JsonArray("10.1.0.0/24") },
-            new JsonObject { ["name"] = "dynamic-v4", ["kind"] = "dynamic", ["prefixes"] = new JsonArray("10.9.0.0/24"), ["exclude"] = new JsonArray("10.9.0.1") }),
-        ["routes"] = new JsonObject { ["defaultNextHopV4"] = "192.0.2.99" },
-        ["hooks"] = new JsonObject { ["udp"] = new JsonObject { ["listen"] = $"127.0.0.1:{udpPort}", ["keys"] = new JsonObject { ["1"] = KeyHex } } },
-    };
-
     public static TheoryData<string, string, string> BadValues() => new()
     {
         { "bgp.localAs", "0", "bgp:localAs: '0' is not a whole number from 1 to 4294967295" },
@@ -53,6 +27,9 @@ public class DaemonTests
         { "hooks.udp.listen", "\"127.0.0.1\"", "hooks:udp:listen: '127.0.0.1' is not an address:port" },
         { "store.sync", "\"sometimes\"", "store:sync: 'sometimes' is not 'full' or 'normal'" },
         { "pools.0.staging", "\"community\"", "routes:shadowCommunity: missing; pools with staging 'community' need it" },
+        { "grpc", "{\"listen\":\"nowhere\"}", "grpc:listen: 'nowhere' is not an address:port" },
+        { "metrics", "{\"listen\":\"127.0.0.1:0\"}", "metrics:listen: '127.0.0.1:0' is not an address:port" },
+        { "warm", "[{\"application\":\"web\",\"count\":-1}]", "warm:0:count: '-1' is not a whole number" },
         { "pools.0.staging", "\"sent\"", "pools:0:staging: 'sent' is not 'held' or 'community'" },
         { "routes.shadowCommunity", "\"65003:1:0:0\"", "routes:shadowCommunity: '65003:1:0:0' is not a community" },
     };
@@ -90,12 +67,7 @@ public class DaemonTests
         using var folder = new TempDirectory("daemon");
         var birdPort = TestPorts.Next();
         var udpPort = FreeUdpPort();
-        await using var bird = new BirdPeer($$"""
-              local 127.0.0.2 port {{birdPort}} as 65002;
-              neighbor 127.0.0.3 as 65003;
-              multihop; strict bind on; passive on; hold time 30;
-              ipv4 { import all; export none; };
-            """);
+        await using var bird = Bird(birdPort);
         await bird.StartAsync();
         var file = folder.File("shadownetd.json");
         var config = Config(folder.File("state.db"), birdPort, udpPort);
@@ -154,15 +126,10 @@ public class DaemonTests
         var birdPort = TestPorts.Next();
         var udpPort = FreeUdpPort();
         // BIRD's side of the community policy of DESIGN.md: staged routes are kept but not used.
-        await using var bird = new BirdPeer($$"""
-              local 127.0.0.2 port {{birdPort}} as 65002;
-              neighbor 127.0.0.3 as 65003;
-              multihop; strict bind on; passive on; hold time 30;
-              ipv4 {
-                import keep filtered on;
-                import filter { if ((65003, 1, 0) ~ bgp_large_community) then reject; accept; };
-                export none;
-              };
+        await using var bird = Bird(birdPort, """
+            import keep filtered on;
+            import filter { if ((65003, 1, 0) ~ bgp_large_community) then reject; accept; };
+            export none;
             """);
         await bird.StartAsync();
         var config = Config(folder.File("state.db"), birdPort, udpPort);
@@ -250,52 +217,6 @@ public class DaemonTests
             daemon.Kill();
             await daemon.WaitForExitAsync();
         }
-    }
-
-    private static Process Start(string configFile)
-    {
-        var dll = Path.Combine(AppContext.BaseDirectory, "shadownetd.dll");
-        return Process.Start(new ProcessStartInfo("dotnet", $"{dll} --config {configFile}")
-        {
-            RedirectStandardOutput = false,
-            RedirectStandardError = false,
-            UseShellExecute = false,
-        }) ?? throw new InvalidOperationException("shadownetd did not start");
-    }
-
-    private static async Task<(int Exit, string Stderr)> RunToExitAsync(string configFile)
-    {
-        var dll = Path.Combine(AppContext.BaseDirectory, "shadownetd.dll");
-        using var process = Process.Start(new ProcessStartInfo("dotnet", $"{dll} --config {configFile}")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        })!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(Patience);
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(true);
-            throw new TimeoutException($"shadownetd kept running with a bad configuration: {await stdout}");
-        }
-
-        return (process.ExitCode, await stderr + await stdout);
-    }
-
-    private static void Signal(Process process, string signal) =>
-        Process.Start("kill", $"-{signal} {process.Id}")!.WaitForExit();
-
-    private static int FreeUdpPort()
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
     }
 
     private static void Set(JsonObject config, string path, JsonNode value)

@@ -101,7 +101,6 @@ public sealed class ActiveRouteManager : IHookHandler
 
     private readonly DurableAllocator _allocator;
     private readonly BgpSpeaker _speaker;
-    private readonly RouteManagerOptions _options;
     private readonly AddressRange[] _exportable;
     private readonly AddressRange[] _communityStaged;
     private readonly ConcurrentDictionary<(IPAddress NextHop, bool Staged), RouteAttributes> _attributes = new();
@@ -118,7 +117,7 @@ public sealed class ActiveRouteManager : IHookHandler
         _windows = windows;
         _missLog = missLog;
         _speaker = speaker;
-        _options = options;
+        Options = options;
         var definitions = pools.ToList();
         _exportable = [.. definitions.SelectMany(p => p.UsableRanges())];
         _communityStaged = [.. definitions
@@ -132,11 +131,16 @@ public sealed class ActiveRouteManager : IHookHandler
         _warm = [.. options.Warm.Select(w => (w.Application, w.Family))];
     }
 
+    public RouteManagerOptions Options { get; }
+
+    /// <summary>Creates and deletes as they happen, for watchers.</summary>
+    public EventFeed Events { get; } = new();
+
     /// <summary>Reserves what the warm targets lack; returns how many addresses were reserved.</summary>
     public async Task<int> TopUpWarmAsync(CancellationToken cancellationToken = default)
     {
         var reserved = 0;
-        foreach (var target in _options.Warm)
+        foreach (var target in Options.Warm)
         {
             var usage = await _allocator.ReadAsync(a => a.GetUsage(target.Application, target.Family), cancellationToken);
             if (usage.Reserved < target.Count)
@@ -220,6 +224,12 @@ public sealed class ActiveRouteManager : IHookHandler
                     return new HookOutcome(HookStatus.Invalid, claim.Address);
                 }
 
+                if (claim.Status != ClaimStatus.Existing && Events.Watchers > 0)
+                {
+                    Events.Publish(new ControllerEvent(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), ControllerEventKind.Create,
+                        claim.Preallocated, instance, application, claim.Address, host));
+                }
+
                 if (claim.Status == ClaimStatus.Miss)
                 {
                     _ = RecordMissAsync(new MissRecord(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), application, instance, claim.Address, host,
@@ -261,6 +271,12 @@ public sealed class ActiveRouteManager : IHookHandler
         }
 
         _speaker.Withdraw(HostRoute(lease.Address));
+        if (Events.Watchers > 0)
+        {
+            Events.Publish(new ControllerEvent(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), ControllerEventKind.Delete,
+                lease.Preallocated, instance, lease.Application ?? application, lease.Address, lease.Host));
+        }
+
         return new HookOutcome(HookStatus.Deleted, lease.Address);
     }
 
@@ -316,7 +332,7 @@ public sealed class ActiveRouteManager : IHookHandler
 
     private bool Announce(Address address, Address? host, bool staged = false)
     {
-        var nextHop = host?.ToIPAddress() ?? (address.IsIPv6 ? _options.DefaultNextHopV6 : _options.DefaultNextHopV4);
+        var nextHop = host?.ToIPAddress() ?? (address.IsIPv6 ? Options.DefaultNextHopV6 : Options.DefaultNextHopV4);
         if (nextHop is null || !IsExportable(address))
         {
             return false;
@@ -327,7 +343,7 @@ public sealed class ActiveRouteManager : IHookHandler
             NextHop = key.NextHop,
             Communities = key.Staged && options.ShadowCommunity?.Standard is { } standard ? [.. options.Communities, standard] : options.Communities,
             LargeCommunities = key.Staged && options.ShadowCommunity?.Large is { } large ? [.. options.LargeCommunities, large] : options.LargeCommunities,
-        }, _options);
+        }, Options);
         _speaker.Announce(HostRoute(address), attributes);
         return true;
     }

@@ -17,6 +17,9 @@ public sealed class ConfigurationException(string key, string problem) : Excepti
     public string Key { get; } = key;
 }
 
+/// <summary>A TCP end point or a Unix socket path.</summary>
+public sealed record GrpcListen(IPEndPoint? EndPoint, string? UnixSocket);
+
 /// <summary>
 /// Everything shadownetd needs, read from the merged configuration (JSON file, SHADOWNET_ environment
 /// variables, command line) and checked value by value, so that a wrong value stops start-up with an
@@ -40,6 +43,9 @@ public sealed record DaemonConfiguration
 
     /// <summary>Where the Prometheus endpoint (<c>/metrics</c>) listens, like 127.0.0.1:9464; null: off.</summary>
     public IPEndPoint? MetricsListen { get; init; }
+
+    /// <summary>Where the gRPC API listens (HTTP/2): an address:port or a Unix socket; null: off.</summary>
+    public GrpcListen? GrpcListen { get; init; }
 
     /// <summary>JSON-lines file that each miss is appended to, for retraining; null: misses go to the store only.</summary>
     public string? MissLogPath { get; init; }
@@ -135,6 +141,11 @@ public sealed record DaemonConfiguration
                 Warm = [.. configuration.GetSection("warm").GetChildren().Select(ReadWarm)],
             },
             UdpHooks = ReadUdpHooks(configuration.GetSection("hooks:udp")),
+            GrpcListen = configuration["grpc:listen"] is { } grpc
+                ? grpc.StartsWith("unix:", StringComparison.Ordinal)
+                    ? new GrpcListen(null, grpc["unix:".Length..] is { Length: > 0 } socket ? socket : throw new ConfigurationException("grpc:listen", "'unix:' needs a socket path"))
+                    : new GrpcListen(EndPoint("grpc:listen", grpc), null)
+                : null,
             MissLogPath = configuration["events:missLog"] is { Length: > 0 } missLog ? missLog : null,
             MetricsListen = configuration["metrics:listen"] is { } metrics ? EndPoint("metrics:listen", metrics) : null,
         };
