@@ -1,5 +1,6 @@
 using System.CommandLine;
 using ShadowNet.Cli.Bgp;
+using ShadowNet.Cli.Controller;
 
 var bgp = new Command("bgp", "BGP tools: announce routes to a router, decode captured messages")
 {
@@ -7,4 +8,22 @@ var bgp = new Command("bgp", "BGP tools: announce routes to a router, decode cap
     DecodeCommand.Create(),
 };
 var root = new RootCommand("shadownet: the ShadowNet command line") { bgp };
-return await root.Parse(args).InvokeAsync();
+foreach (var option in ControllerCommands.GlobalOptions)
+{
+    root.Options.Add(option);
+}
+
+foreach (var command in ControllerCommands.Create())
+{
+    root.Subcommands.Add(command);
+}
+
+try
+{
+    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+}
+catch (Exception e) when (e is UsageException or FormatException)
+{
+    Console.Error.WriteLine($"shadownet: {e.Message}");
+    return 2;
+}

@@ -1,0 +1,124 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using static ShadowNet.Daemon.Tests.Shadownetd;
+
+namespace ShadowNet.Daemon.Tests;
+
+/// <summary>The <c>shadownet</c> CLI and the libvirt hook script against the real shadownetd (gRPC on a Unix socket).</summary>
+[Collection("shadownetd")]
+public class CliTests
+{
+    [Fact]
+    public async Task CliAndLibvirtHookCreateListAndDeleteInstances()
+    {
+        using var folder = new TempDirectory("daemon-cli");
+        var udpPort = FreeUdpPort();
+        var socket = folder.File("grpc.sock");
+        var config = Config(folder.File("state.db"), TestPorts.Next(), udpPort);
+        config["grpc"] = new JsonObject { ["listen"] = $"unix:{socket}" };
+        var file = folder.File("shadownetd.json");
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+        var server = $"unix:{socket}";
+
+        using var daemon = Start(file);
+        try
+        {
+            var status = await Eventually.WaitAsync(() => CliAsync("status", "--server", server), r => r.Exit == 0, Patience);
+            Assert.True(status.Exit == 0, $"status never answered: {status.Stderr}");
+
+            var created = await CliAsync("hook", "create", "--instance", "vm-1", "--application", "web", "--host", "192.0.2.40", "--server", server);
+            Assert.Equal((0, "vm-1 web 10.9.0.2 miss\n"), (created.Exit, created.Stdout));
+
+            // The libvirt hook, as libvirtd runs it when a VM starts: name, operation, sub-operation, extra, XML on stdin.
+            var environment = new Dictionary<string, string>
+            {
+                ["SHADOWNET_CLI"] = $"dotnet {Cli}",
+                ["SHADOWNET_SERVER"] = server,
+                ["SHADOWNET_UDP"] = $"127.0.0.1:{udpPort}",
+                ["SHADOWNET_HOOK_KEY"] = KeyHex,
+                ["SHADOWNET_HOST_ADDRESS"] = "192.0.2.41",
+            };
+            const string Xml = """
+                <domain type='kvm'><name>web-7</name>
+                  <metadata><shadownet:app xmlns:shadownet="https://shadownet.dev/libvirt/1" name="api"/></metadata>
+                </domain>
+                """;
+            var started = await RunAsync(LibvirtHook, ["web-7", "started", "begin", "-"], Xml, environment);
+            Assert.Equal((0, "web-7 api 10.9.0.3 miss\n"), (started.Exit, started.Stdout));
+
+            var listing = await CliAsync("allocations", "--json", "--server", server);
+            var allocations = JsonNode.Parse(listing.Stdout)!["allocations"]!.AsArray();
+            Assert.Equal([("vm-1", "web", "192.0.2.40"), ("web-7", "api", "192.0.2.41")],
+                allocations.Select(a => ((string)a!["instance"]!, (string)a["application"]!, (string)a["host"]!)));
+            var pools = await CliAsync("pools", "--server", server);
+            Assert.Matches(@"dynamic-v4\s+dynamic\s+ipv4\s+253\s+251\s+0\s+2\s+0", pools.Stdout);
+
+            var stopped = await RunAsync(LibvirtHook, ["web-7", "release", "end", "-"], Xml, environment);
+            Assert.Equal((0, "web-7 api 10.9.0.3 deleted\n"), (stopped.Exit, stopped.Stdout));
+            var ignored = await RunAsync(LibvirtHook, ["web-7", "prepare", "begin", "-"], Xml, environment);
+            Assert.Equal((0, ""), (ignored.Exit, ignored.Stdout));
+
+            var missing = await CliAsync("hook", "delete", "--instance", "web-7", "--application", "api", "--server", server);
+            Assert.Equal((1, "shadownet: NotFound: instance 'web-7' has no IPv4 address\n"), (missing.Exit, missing.Stderr));
+            var usage = await CliAsync("hook", "create", "--instance", "x", "--application", "web", "--family", "ipv5", "--server", server);
+            Assert.Equal((2, "shadownet: --family: 'ipv5' is not ipv4 or ipv6\n"), (usage.Exit, usage.Stderr));
+        }
+        finally
+        {
+            daemon.Kill();
+            await daemon.WaitForExitAsync();
+        }
+    }
+
+    /// <summary>The CLI in its own output folder, built in the same configuration as this test.</summary>
+    private static string Cli => Path.Combine(Repository, "src", "ShadowNet.Cli", "bin",
+        Path.GetFileName(Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(AppContext.BaseDirectory)))!, "net10.0", "shadownet.dll");
+
+    private static string LibvirtHook => Path.Combine(Repository, "contrib", "libvirt", "qemu");
+
+    private static string Repository
+    {
+        get
+        {
+            var directory = new DirectoryInfo(AppContext.BaseDirectory);
+            while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "ShadowNet.sln")))
+            {
+                directory = directory.Parent;
+            }
+
+            return directory?.FullName ?? throw new DirectoryNotFoundException("repository root");
+        }
+    }
+
+    private static Task<(int Exit, string Stdout, string Stderr)> CliAsync(params string[] arguments) =>
+        RunAsync("dotnet", [Cli, .. arguments], null, new Dictionary<string, string>());
+
+    private static async Task<(int Exit, string Stdout, string Stderr)> RunAsync(string file, string[] arguments, string? stdin, Dictionary<string, string> environment)
+    {
+        var start = new ProcessStartInfo(file)
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        foreach (var (name, value) in environment)
+        {
+            start.Environment[name] = value;
+        }
+
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.StandardInput.WriteAsync(stdin ?? "");
+        process.StandardInput.Close();
+        using var timeout = new CancellationTokenSource(Patience);
+        await process.WaitForExitAsync(timeout.Token);
+        return (process.ExitCode, await stdout, await stderr);
+    }
+}
