@@ -48,6 +48,12 @@ public sealed partial class BgpPeer
 
     public event Action<BgpPeer, BgpSessionState>? StateChanged;
 
+    /// <summary>
+    /// Raised on the session's reader for every UPDATE, after Adj-RIB-In took it. The message object is
+    /// reused for the next UPDATE: copy what you keep, and return quickly (the session waits).
+    /// </summary>
+    public event Action<BgpPeer, UpdateMessage>? UpdateReceived;
+
     /// <summary>Completes when the peer reaches <paramref name="state"/>.</summary>
     public async Task WaitForStateAsync(BgpSessionState state, CancellationToken cancellationToken)
     {
@@ -432,6 +438,7 @@ public sealed partial class BgpPeer
                             if (update.Action != UpdateAction.Accept)
                                 Log.UpdateError(_logger, Options.DisplayName, update.Action, update.ErrorSubcode, update.ErrorReason);
                             var count = ReceivedRoutes.Apply(update);
+                            UpdateReceived?.Invoke(this, update);
                             if (Options.MaxPrefixes is { } max && count > max)
                                 throw MaxPrefixExceeded(update, max);
                             break;

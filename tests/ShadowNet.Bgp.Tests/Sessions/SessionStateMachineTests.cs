@@ -58,13 +58,19 @@ public class SessionStateMachineTests
             }
         }
 
-        /// <summary>OPEN from AS <paramref name="asn"/>, then KEEPALIVE, as a peer in OpenSent would.</summary>
-        public async Task HandshakeAsync(ushort asn = 65002, ushort hold = 3)
+        /// <summary>
+        /// OPEN from AS <paramref name="asn"/>, then KEEPALIVE, as a peer in OpenSent would. Without
+        /// <paramref name="keepalive"/> only the OPEN: the speaker may already have closed after refusing it.
+        /// </summary>
+        public async Task HandshakeAsync(ushort asn = 65002, ushort hold = 3, bool keepalive = true)
         {
             await AcceptAsync();
             Assert.Equal(BgpMessageType.Open, (await ReadAsync()).Type);
             await SendAsync(Open(myAs: asn, hold: hold, id: 0x7F000002, optional: [2, 6, 65, 4, 0, 0, (byte)(asn >> 8), (byte)asn]));
-            await SendAsync(Message(4));
+            if (keepalive)
+            {
+                await SendAsync(Message(4));
+            }
         }
 
         public async ValueTask DisposeAsync()
@@ -140,7 +146,7 @@ public class SessionStateMachineTests
         var (speaker, _) = Speaker(scripted.Port, TimeProvider.System);
         await using var __ = speaker;
         speaker.Start();
-        await scripted.HandshakeAsync(asn: 65009);
+        await scripted.HandshakeAsync(asn: 65009, keepalive: false);
         var notification = await scripted.ReadUntilNotificationAsync();
         Assert.Equal(NotificationCode.OpenMessageError, notification.Code);
         Assert.Equal(NotificationSubcode.BadPeerAs, notification.Subcode);

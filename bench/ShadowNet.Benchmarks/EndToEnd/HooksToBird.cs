@@ -1,0 +1,567 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Net.Client;
+using ShadowNet.Addressing;
+using ShadowNet.Benchmarks.GoBgp;
+using AddressFamily = System.Net.Sockets.AddressFamily;
+using Path = System.IO.Path;
+using ShadowNet.Bgp.Sessions;
+using ShadowNet.Bgp.Wire;
+using ShadowNet.Hooks.Udp;
+
+namespace ShadowNet.Benchmarks.EndToEnd;
+
+/// <summary>
+/// Create-to-route-in-BIRD, ShadowNet beside gobgpd, in one run on loopback. BIRD 2 holds 100,000
+/// static routes and peers with shadownetd and with gobgpd; it re-exports what they send to a probe
+/// (a passive BGP session of ours) that timestamps each prefix as it arrives. So "in BIRD" means BIRD
+/// took the route and sent it on, for both contenders alike.
+/// </summary>
+/// <remarks>
+/// <para>ShadowNet: UDP create/delete datagrams (create of a new instance, then delete of the oldest once
+/// 1,000 are live), open loop at a fixed rate (paced per millisecond: the sender sleeps rather than
+/// spins, since on two cores a spinner takes a core from the daemon), latency from sending a create to
+/// its /32 arriving at the probe; then a closed loop with a window of datagrams in flight for the
+/// highest sustained rate of acknowledged events.</para>
+/// <para>gobgpd: AddPath one call at a time (latency from the call to arrival), and AddPathStream in
+/// messages of 100 paths (rate until every route arrived; latency from the write of its message).</para>
+/// Usage: <c>dotnet run -c Release -- hooks-to-bird [rate] [seconds] [runs]</c>; bench/hooks-to-bird.sh builds
+/// and runs it.
+/// </remarks>
+internal static class HooksToBird
+{
+    private const int LiveInstances = 1_000;
+    private const int PreloadRoutes = 100_000;
+    private static readonly byte[] Key = Convert.FromHexString("62656e63682d6b65792d6f6e6c792d6c6f6f706261636b");
+    private static readonly uint ShadowBase = Ip("10.64.0.0");
+    private static readonly uint GoBgpBase = Ip("10.80.0.0");
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var rate = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 10_000;
+        var seconds = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 5;
+        var runs = args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 3;
+        var daemon = Path.GetFullPath(Environment.GetEnvironmentVariable("SHADOWNETD_DLL") ?? "../../src/ShadowNet.Daemon/bin/Release/net10.0/shadownetd.dll");
+        if (!File.Exists(daemon))
+        {
+            Console.Error.WriteLine($"{daemon} is missing: build it with dotnet build -c Release src/ShadowNet.Daemon (bench/hooks-to-bird.sh does)");
+            return 2;
+        }
+
+        var results = new List<Dictionary<string, double>>();
+        for (var run = 1; run <= runs; run++)
+        {
+            await using var lab = await Lab.StartAsync(daemon);
+            var figures = new Dictionary<string, double>();
+            await ShadowNetOpenLoopAsync(lab, rate, seconds, run, figures);
+            await ShadowNetClosedLoopAsync(lab, 200_000, 1024, run, figures);
+            await GoBgpAddPathAsync(lab, 3_000, figures);
+            await GoBgpStreamAsync(lab, 100_000, figures);
+            results.Add(figures);
+            Console.WriteLine($"run {run}: " + string.Join(", ", figures.Select(f => $"{f.Key} {f.Value:0.###}")));
+        }
+
+        Console.WriteLine();
+        Console.WriteLine($"medians of {runs} runs (BIRD holding {PreloadRoutes:N0} routes; shadownetd store sync=full)");
+        Console.WriteLine("| figure | median |");
+        Console.WriteLine("|---|---|");
+        foreach (var key in results[0].Keys)
+        {
+            Console.WriteLine($"| {key} | {Median(results.Select(r => r[key])):0.###} |");
+        }
+
+        return 0;
+    }
+
+    private static async Task ShadowNetOpenLoopAsync(Lab lab, int rate, int seconds, int run, Dictionary<string, double> figures)
+    {
+        var events = rate * seconds;
+        using var load = new HookLoad(lab.HookEndPoint, events, $"o{run}-");
+        var clock = Stopwatch.StartNew();
+        var started = Stopwatch.GetTimestamp();
+        for (var i = 0; i < events; i++)
+        {
+            var due = started + (long)(i * (double)Stopwatch.Frequency / rate);
+            var ahead = due - Stopwatch.GetTimestamp();
+            if (ahead > Stopwatch.Frequency / 1000)
+            {
+                Thread.Sleep(1);
+            }
+
+            load.Send(i);
+        }
+
+        var sending = clock.Elapsed.TotalSeconds;
+        await load.WaitForAcksAsync(TimeSpan.FromSeconds(10));
+        var creates = load.Creates;
+        await lab.Probe.WaitForAsync(load.CreatedAddresses(), TimeSpan.FromSeconds(20));
+        var latencies = load.RouteLatencies(lab.Probe);
+        figures["shadownet open loop: events/s sent"] = events / sending;
+        figures["shadownet open loop: events lost"] = events - load.Acknowledged;
+        figures["shadownet create->BIRD p50 ms"] = Percentile(latencies, 0.50);
+        figures["shadownet create->BIRD p90 ms"] = Percentile(latencies, 0.90);
+        figures["shadownet create->BIRD p99 ms"] = Percentile(latencies, 0.99);
+        figures["shadownet create->ack p50 ms"] = Percentile(load.AckLatencies(), 0.50);
+        figures["shadownet create->ack p99 ms"] = Percentile(load.AckLatencies(), 0.99);
+        figures["shadownet routes missing at BIRD"] = creates - latencies.Length;
+    }
+
+    private static async Task ShadowNetClosedLoopAsync(Lab lab, int events, int window, int run, Dictionary<string, double> figures)
+    {
+        using var load = new HookLoad(lab.HookEndPoint, events, $"c{run}-", window);
+        var started = Stopwatch.GetTimestamp();
+        for (var i = 0; i < events; i++)
+        {
+            // A lost datagram never frees its place: after 500 ms the loop goes on without it (counted below).
+            load.WaitForRoom(500);
+            load.Send(i);
+        }
+
+        await load.WaitForAcksAsync(TimeSpan.FromSeconds(10));
+        var acked = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        await lab.Probe.WaitForAsync(load.CreatedAddresses(), TimeSpan.FromSeconds(30));
+        var inBird = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        figures["shadownet closed loop: acknowledged events/s"] = load.Acknowledged / acked;
+        figures["shadownet closed loop: creates in BIRD/s"] = load.Creates / inBird;
+        figures["shadownet closed loop: events lost"] = events - load.Acknowledged;
+    }
+
+    private static async Task GoBgpAddPathAsync(Lab lab, int routes, Dictionary<string, double> figures)
+    {
+        var sent = new long[routes];
+        var started = Stopwatch.GetTimestamp();
+        for (var i = 0; i < routes; i++)
+        {
+            sent[i] = Stopwatch.GetTimestamp();
+            await lab.GoBgp.AddPathAsync(new AddPathRequest { Path = GoBgpPath(GoBgpBase + (uint)i) });
+        }
+
+        var calls = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        var addresses = Enumerable.Range(0, routes).Select(i => GoBgpBase + (uint)i).ToArray();
+        await lab.Probe.WaitForAsync(addresses, TimeSpan.FromSeconds(30));
+        var latencies = lab.Probe.Latencies(addresses, sent);
+        figures["gobgpd AddPath: routes/s"] = routes / calls;
+        figures["gobgpd AddPath->BIRD p50 ms"] = Percentile(latencies, 0.50);
+        figures["gobgpd AddPath->BIRD p90 ms"] = Percentile(latencies, 0.90);
+        figures["gobgpd AddPath->BIRD p99 ms"] = Percentile(latencies, 0.99);
+    }
+
+    private static async Task GoBgpStreamAsync(Lab lab, int routes, Dictionary<string, double> figures)
+    {
+        const int PerMessage = 100;
+        var first = GoBgpBase + 0x10000u;
+        var sent = new long[routes];
+        var started = Stopwatch.GetTimestamp();
+        using (var stream = lab.GoBgp.AddPathStream())
+        {
+            for (var i = 0; i < routes; i += PerMessage)
+            {
+                var request = new AddPathStreamRequest();
+                for (var j = i; j < Math.Min(routes, i + PerMessage); j++)
+                {
+                    request.Paths.Add(GoBgpPath(first + (uint)j));
+                }
+
+                var now = Stopwatch.GetTimestamp();
+                Array.Fill(sent, now, i, Math.Min(PerMessage, routes - i));
+                await stream.RequestStream.WriteAsync(request);
+            }
+
+            await stream.RequestStream.CompleteAsync();
+            await stream.ResponseAsync;
+        }
+
+        var addresses = Enumerable.Range(0, routes).Select(i => first + (uint)i).ToArray();
+        await lab.Probe.WaitForAsync(addresses, TimeSpan.FromSeconds(60));
+        var inBird = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        var latencies = lab.Probe.Latencies(addresses, sent);
+        figures["gobgpd AddPathStream: routes in BIRD/s"] = latencies.Length / inBird;
+        figures["gobgpd AddPathStream->BIRD p50 ms"] = Percentile(latencies, 0.50);
+        figures["gobgpd AddPathStream->BIRD p99 ms"] = Percentile(latencies, 0.99);
+    }
+
+    private static GoBgp.Path GoBgpPath(uint address) => new()
+    {
+        Family = new Family { Afi = Family.Types.Afi.Ip, Safi = Family.Types.Safi.Unicast },
+        Nlri = Any.Pack(new IPAddressPrefix { Prefix = new IPAddress(BinaryPrimitives.ReverseEndianness(address)).ToString(), PrefixLen = 32 }),
+        Pattrs =
+        {
+            Any.Pack(new OriginAttribute { Origin = 0 }),
+            Any.Pack(new NextHopAttribute { NextHop = "192.0.2.1" }),
+        },
+    };
+
+    private static double Percentile(double[] sorted, double p) =>
+        sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)(p * sorted.Length))];
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    private static uint Ip(string text) => BinaryPrimitives.ReadUInt32BigEndian(IPAddress.Parse(text).GetAddressBytes());
+
+    /// <summary>
+    /// UDP create/delete load: event i creates a new instance, except that once 1,000 are live every
+    /// other event deletes the oldest. Replies are read on their own thread.
+    /// </summary>
+    private sealed class HookLoad : IDisposable
+    {
+        private readonly Socket _socket = new(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        private readonly string _prefix;
+        private readonly ulong _firstSequence = (ulong)DateTime.UtcNow.Ticks;
+        private readonly bool[] _isCreate;
+        private readonly int[] _instance;
+        private readonly long[] _sent;
+        private readonly long[] _acked;
+        private readonly uint[] _address;
+        private readonly Thread _receiver;
+        private readonly byte[] _buffer = new byte[HookDatagram.MaxRequestLength];
+        private readonly SemaphoreSlim? _room;
+        private volatile bool _stopping;
+        private int _acknowledged;
+
+        /// <param name="window">Datagrams in flight at most (closed loop); 0: no limit (open loop).</param>
+        public HookLoad(IPEndPoint server, int events, string prefix, int window = 0)
+        {
+            _prefix = prefix;
+            _room = window > 0 ? new SemaphoreSlim(window) : null;
+            _isCreate = new bool[events];
+            _instance = new int[events];
+            _sent = new long[events];
+            _acked = new long[events];
+            _address = new uint[events];
+            int created = 0, deleted = 0;
+            for (var i = 0; i < events; i++)
+            {
+                _isCreate[i] = created - deleted < LiveInstances || i % 2 == 0;
+                _instance[i] = _isCreate[i] ? created++ : deleted++;
+            }
+
+            _socket.ReceiveBufferSize = 4 << 20;
+            _socket.Connect(server);
+            _receiver = new Thread(Receive) { IsBackground = true, Name = "bench-replies" };
+            _receiver.Start();
+        }
+
+        public int Acknowledged => Volatile.Read(ref _acknowledged);
+
+        public int Creates => _isCreate.Count(c => c);
+
+        public void WaitForRoom(int timeoutMs) => _room?.Wait(timeoutMs);
+
+        public void Send(int i)
+        {
+            Span<byte> name = stackalloc byte[24];
+            var length = System.Text.Encoding.ASCII.GetBytes(_prefix, name);
+            _instance[i].TryFormat(name[length..], out var digits, provider: CultureInfo.InvariantCulture);
+            var size = HookDatagram.WriteRequest(_buffer, _isCreate[i] ? HookKind.Create : HookKind.Delete, _firstSequence + (ulong)i, 1, Key,
+                IpFamily.IPv4, null, name[..(length + digits)], "bench"u8);
+            _sent[i] = Stopwatch.GetTimestamp();
+            _socket.Send(_buffer.AsSpan(0, size));
+        }
+
+        public async Task WaitForAcksAsync(TimeSpan patience)
+        {
+            var waited = Stopwatch.StartNew();
+            while (Acknowledged < _sent.Count(s => s != 0) && waited.Elapsed < patience)
+            {
+                await Task.Delay(10);
+            }
+        }
+
+        public uint[] CreatedAddresses() => [.. _address.Where((a, i) => _isCreate[i] && a != 0)];
+
+        public double[] RouteLatencies(Probe probe)
+        {
+            var latencies = new List<double>();
+            for (var i = 0; i < _sent.Length; i++)
+            {
+                if (_isCreate[i] && _address[i] != 0 && probe.ArrivalOf(_address[i]) is long arrival and > 0)
+                {
+                    latencies.Add((arrival - _sent[i]) * 1000.0 / Stopwatch.Frequency);
+                }
+            }
+
+            return [.. latencies.Order()];
+        }
+
+        public double[] AckLatencies() =>
+            [.. Enumerable.Range(0, _sent.Length).Where(i => _isCreate[i] && _acked[i] != 0).Select(i => (_acked[i] - _sent[i]) * 1000.0 / Stopwatch.Frequency).Order()];
+
+        public void Dispose()
+        {
+            _stopping = true;
+            _socket.Dispose();
+            _room?.Dispose();
+        }
+
+        private void Receive()
+        {
+            var reply = new byte[HookDatagram.ReplyLength + 16];
+            while (!_stopping)
+            {
+                int length;
+                try
+                {
+                    length = _socket.Receive(reply);
+                }
+                catch (Exception e) when (e is SocketException or ObjectDisposedException)
+                {
+                    return;
+                }
+
+                var now = Stopwatch.GetTimestamp();
+                if (!HookDatagram.TryParseReply(reply.AsSpan(0, length), Key, out var parsed, out _))
+                {
+                    continue;
+                }
+
+                var i = (long)(parsed.Sequence - _firstSequence);
+                if (i < 0 || i >= _sent.Length || _acked[i] != 0)
+                {
+                    continue;
+                }
+
+                if (parsed.Address is { } address && !address.IsIPv6)
+                {
+                    _address[i] = (uint)address.Value;
+                }
+
+                _acked[i] = now;
+                Interlocked.Increment(ref _acknowledged);
+                _room?.Release();
+            }
+        }
+    }
+
+    /// <summary>Our passive BGP session from BIRD: the time each host route in 10.64.0.0-10.95.255.255 first arrived.</summary>
+    private sealed class Probe : IAsyncDisposable
+    {
+        private const int Span = 1 << 21;
+        private readonly long[] _arrival = new long[Span];
+        private readonly BgpSpeaker _speaker;
+
+        public Probe(IPEndPoint listen)
+        {
+            _speaker = new BgpSpeaker(new BgpSpeakerOptions { LocalAs = 65005, RouterId = listen.Address, Listen = { listen } });
+            var peer = _speaker.AddPeer(new BgpPeerOptions { Address = IPAddress.Parse("127.0.0.2"), RemoteAs = 65002, Passive = true, HoldTimeSeconds = 90 });
+            peer.UpdateReceived += OnUpdate;
+            Peer = peer;
+            _speaker.Start();
+        }
+
+        public BgpPeer Peer { get; }
+
+        public long? ArrivalOf(uint address) => address - ShadowBase < Span ? Volatile.Read(ref _arrival[address - ShadowBase]) : null;
+
+        public double[] Latencies(uint[] addresses, long[] sent) =>
+            [.. addresses.Select((a, i) => (Arrival: ArrivalOf(a) ?? 0, Sent: sent[i])).Where(x => x.Arrival > 0)
+                .Select(x => (x.Arrival - x.Sent) * 1000.0 / Stopwatch.Frequency).Order()];
+
+        public async Task WaitForAsync(uint[] addresses, TimeSpan patience)
+        {
+            var waited = Stopwatch.StartNew();
+            while (addresses.Any(a => ArrivalOf(a) is null or 0) && waited.Elapsed < patience)
+            {
+                await Task.Delay(20);
+            }
+        }
+
+        public ValueTask DisposeAsync() => _speaker.DisposeAsync();
+
+        private void OnUpdate(BgpPeer peer, UpdateMessage update)
+        {
+            var now = Stopwatch.GetTimestamp();
+            foreach (var prefix in update.Announced)
+            {
+                var offset = prefix.IPv4Bits - ShadowBase;
+                if (!prefix.IsIPv6 && prefix.Length == 32 && offset < Span && _arrival[offset] == 0)
+                {
+                    Volatile.Write(ref _arrival[offset], now);
+                }
+            }
+        }
+    }
+
+    /// <summary>BIRD 2 with 100,000 static routes, gobgpd, shadownetd and the probe, on 127.0.0.2-5.</summary>
+    private sealed class Lab : IAsyncDisposable
+    {
+        private readonly string _folder = Directory.CreateTempSubdirectory("shadownet-bench-").FullName;
+        private readonly List<Process> _processes = [];
+        private GrpcChannel? _channel;
+
+        public required IPEndPoint HookEndPoint { get; init; }
+
+        public Probe Probe { get; private set; } = null!;
+
+        public GobgpApi.GobgpApiClient GoBgp { get; private set; } = null!;
+
+        public static async Task<Lab> StartAsync(string daemon)
+        {
+            var ports = FreePorts(5);
+            var lab = new Lab { HookEndPoint = new IPEndPoint(IPAddress.Loopback, ports[4]) };
+            try
+            {
+                await lab.StartPartsAsync(daemon, birdPort: ports[0], probePort: ports[1], gobgpPort: ports[2], gobgpApi: ports[3]);
+                return lab;
+            }
+            catch
+            {
+                await lab.DisposeAsync();
+                throw;
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var process in _processes)
+            {
+                try
+                {
+                    process.Kill(true);
+                    await process.WaitForExitAsync();
+                }
+                catch (InvalidOperationException)
+                {
+                }
+
+                process.Dispose();
+            }
+
+            if (Probe is not null)
+            {
+                await Probe.DisposeAsync();
+            }
+
+            _channel?.Dispose();
+            Directory.Delete(_folder, recursive: true);
+        }
+
+        private async Task StartPartsAsync(string daemon, int birdPort, int probePort, int gobgpPort, int gobgpApi)
+        {
+            Probe = new Probe(new IPEndPoint(IPAddress.Parse("127.0.0.5"), probePort));
+            var preload = string.Join('\n', Enumerable.Range(0, PreloadRoutes).Select(i => $"  route 172.16.{i >> 8 & 255}.{i & 255}/32 blackhole;")
+                .Select((line, i) => i < 65_536 ? line : line.Replace("172.16.", "172.17.", StringComparison.Ordinal)));
+            File.WriteAllText(Path.Combine(_folder, "bird.conf"), $$"""
+                router id 127.0.0.2;
+                protocol device {}
+                protocol static preload {
+                  ipv4;
+                {{preload}}
+                }
+                template bgp common {
+                  local 127.0.0.2 port {{birdPort}} as 65002;
+                  multihop; strict bind on; hold time 90;
+                  connect delay time 1; connect retry time 1;
+                }
+                protocol bgp sn from common { neighbor 127.0.0.3 as 65003; passive on; ipv4 { import all; export none; }; }
+                protocol bgp gb from common { neighbor 127.0.0.4 port {{gobgpPort}} as 65004; ipv4 { import all; export none; }; }
+                protocol bgp probe from common {
+                  neighbor 127.0.0.5 port {{probePort}} as 65005;
+                  ipv4 { import none; export filter { if proto = "sn" || proto = "gb" then accept; reject; }; };
+                }
+                """);
+            Start("/usr/sbin/bird", $"-f -c {_folder}/bird.conf -s {_folder}/bird.ctl -P {_folder}/bird.pid");
+
+            File.WriteAllText(Path.Combine(_folder, "gobgpd.toml"), $$"""
+                [global.config]
+                  as = 65004
+                  router-id = "127.0.0.4"
+                  port = {{gobgpPort}}
+                  local-address-list = ["127.0.0.4"]
+                [[neighbors]]
+                  [neighbors.config]
+                    neighbor-address = "127.0.0.2"
+                    peer-as = 65002
+                  [neighbors.transport.config]
+                    local-address = "127.0.0.4"
+                    passive-mode = true
+                  [neighbors.ebgp-multihop.config]
+                    enabled = true
+                    multihop-ttl = 5
+                """);
+            Start("gobgpd", $"-f {_folder}/gobgpd.toml --api-hosts 127.0.0.1:{gobgpApi} --pprof-disable -l warn");
+
+            File.WriteAllText(Path.Combine(_folder, "shadownetd.json"), $$"""
+                {
+                  "store": { "path": "{{_folder}}/state.db", "sync": "full" },
+                  "bgp": { "localAs": 65003, "routerId": "127.0.0.3", "gracefulRestart": 0,
+                    "peers": [ { "address": "127.0.0.2", "port": {{birdPort}}, "remoteAs": 65002, "localAddress": "127.0.0.3", "families": [ "ipv4" ] } ] },
+                  "pools": [ { "name": "bench", "kind": "shadow", "prefixes": [ "10.64.0.0/14" ], "application": "bench", "reuseDelay": "01:00:00" } ],
+                  "warm": [ { "application": "bench", "count": 1000 } ],
+                  "routes": { "defaultNextHopV4": "192.0.2.1" },
+                  "hooks": { "udp": { "listen": "{{HookEndPoint}}", "keys": { "1": "{{Convert.ToHexString(Key)}}" } } }
+                }
+                """);
+            Start("dotnet", $"{daemon} --config {_folder}/shadownetd.json --Logging:LogLevel:Default Warning");
+
+            _channel = GrpcChannel.ForAddress($"http://127.0.0.1:{gobgpApi}");
+            GoBgp = new GobgpApi.GobgpApiClient(_channel);
+            var birdc = $"-s {_folder}/bird.ctl show protocols";
+            var waited = Stopwatch.StartNew();
+            while (true)
+            {
+                var protocols = File.Exists($"{_folder}/bird.ctl") ? await Output("/usr/sbin/birdc", birdc) : "";
+                var established = protocols.Split('\n').Count(l => l.Contains("Established", StringComparison.Ordinal));
+                if (established == 3 && Probe.Peer.State == BgpSessionState.Established)
+                {
+                    break;
+                }
+
+                if (waited.Elapsed > TimeSpan.FromSeconds(60))
+                {
+                    throw new TimeoutException($"sessions did not come up:\n{protocols}");
+                }
+
+                await Task.Delay(250);
+            }
+
+            var count = await Output("/usr/sbin/birdc", $"-s {_folder}/bird.ctl show route count");
+            Console.WriteLine($"lab up in {waited.Elapsed.TotalSeconds:0.0} s: BIRD {count.Split('\n').FirstOrDefault(l => l.Contains("routes", StringComparison.Ordinal))?.Trim()}");
+        }
+
+        private void Start(string file, string arguments)
+        {
+            var process = Process.Start(new ProcessStartInfo(file, arguments)
+            {
+                UseShellExecute = false,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            }) ?? throw new InvalidOperationException($"{file} did not start");
+            process.OutputDataReceived += (_, _) => { };
+            process.ErrorDataReceived += (_, e) =>
+            {
+                if (e.Data is { Length: > 0 } line)
+                {
+                    Console.Error.WriteLine($"[{Path.GetFileName(file)}] {line}");
+                }
+            };
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            _processes.Add(process);
+        }
+
+        private static async Task<string> Output(string file, string arguments)
+        {
+            using var process = Process.Start(new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, UseShellExecute = false })!;
+            var text = await process.StandardOutput.ReadToEndAsync();
+            await process.WaitForExitAsync();
+            return text;
+        }
+
+        private static int[] FreePorts(int count)
+        {
+            var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
+            listeners.ForEach(l => l.Start());
+            var ports = listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).ToArray();
+            listeners.ForEach(l => l.Stop());
+            return ports;
+        }
+    }
+}
