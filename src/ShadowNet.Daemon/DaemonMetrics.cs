@@ -21,6 +21,9 @@ internal sealed class DaemonMetrics : IDisposable
         var commits = _meter.CreateHistogram("shadownet.store.commit.duration", "s", "Time to commit one group of allocator operations durably",
             tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1] });
         allocator.GroupCommitted += (_, duration) => commits.Record(duration.TotalSeconds);
+        var maintenance = _meter.CreateHistogram("shadownet.store.maintenance.duration", "s", "Time the store's housekeeping (WAL checkpoint) held the writer",
+            tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1] });
+        allocator.Maintained += duration => maintenance.Record(duration.TotalSeconds);
         _meter.CreateObservableGauge("shadownet.bgp.session.established", () => speaker.Peers.Select(p =>
             new Measurement<int>(p.State == BgpSessionState.Established ? 1 : 0, Peer(p))), "{session}", "1 while the BGP session with the peer is established");
         _meter.CreateObservableCounter("shadownet.bgp.prefixes.advertised", () => speaker.Peers.Select(p =>

@@ -57,7 +57,27 @@ internal static class HooksToBird
         {
             await using var lab = await Lab.StartAsync(daemon);
             var figures = new Dictionary<string, double>();
+            // BENCH_ONLY=closed or open: only that loop of ShadowNet's (for profiling the daemon).
+            if (Environment.GetEnvironmentVariable("BENCH_ONLY") == "closed")
+            {
+                await ShadowNetClosedLoopAsync(lab, 250_000, 1024, run, figures);
+                results.Add(figures);
+                continue;
+            }
+
+            // Warm-up, not measured: the daemon's first events run freshly compiled code (JIT).
+            await ShadowNetOpenLoopAsync(lab, rate, 1, -run, []);
             await ShadowNetOpenLoopAsync(lab, rate, seconds, run, figures);
+            if (Environment.GetEnvironmentVariable("BENCH_ONLY") == "open")
+            {
+                using var http = new HttpClient();
+                var exposition = await http.GetStringAsync($"http://127.0.0.1:{lab.MetricsPort}/metrics");
+                Console.WriteLine(string.Join('\n', exposition.Split('\n').Where(l => l.StartsWith("shadownet_store_", StringComparison.Ordinal)
+                    || l.StartsWith("shadownet_route_activation_duration_seconds", StringComparison.Ordinal))));
+                results.Add(figures);
+                continue;
+            }
+
             await ShadowNetClosedLoopAsync(lab, 200_000, 1024, run, figures);
             await GoBgpAddPathAsync(lab, 3_000, figures);
             await GoBgpStreamAsync(lab, 100_000, figures);
@@ -80,7 +100,7 @@ internal static class HooksToBird
     private static async Task ShadowNetOpenLoopAsync(Lab lab, int rate, int seconds, int run, Dictionary<string, double> figures)
     {
         var events = rate * seconds;
-        using var load = new HookLoad(lab.HookEndPoint, events, $"o{run}-");
+        using var load = new HookLoad(lab.HookEndPoint, events, run < 0 ? $"w{-run}-" : $"o{run}-");
         var clock = Stopwatch.StartNew();
         var started = Stopwatch.GetTimestamp();
         for (var i = 0; i < events; i++)
@@ -243,7 +263,7 @@ internal static class HooksToBird
                 _instance[i] = _isCreate[i] ? created++ : deleted++;
             }
 
-            _socket.ReceiveBufferSize = 4 << 20;
+            HookServer.SetReceiveBuffer(_socket, 8 << 20);
             _socket.Connect(server);
             _receiver = new Thread(Receive) { IsBackground = true, Name = "bench-replies" };
             _receiver.Start();
@@ -398,14 +418,17 @@ internal static class HooksToBird
 
         public required IPEndPoint HookEndPoint { get; init; }
 
+        /// <summary>shadownetd's Prometheus endpoint: its own commit and activation histograms explain a run.</summary>
+        public required int MetricsPort { get; init; }
+
         public Probe Probe { get; private set; } = null!;
 
         public GobgpApi.GobgpApiClient GoBgp { get; private set; } = null!;
 
         public static async Task<Lab> StartAsync(string daemon)
         {
-            var ports = FreePorts(5);
-            var lab = new Lab { HookEndPoint = new IPEndPoint(IPAddress.Loopback, ports[4]) };
+            var ports = FreePorts(6);
+            var lab = new Lab { HookEndPoint = new IPEndPoint(IPAddress.Loopback, ports[4]), MetricsPort = ports[5] };
             try
             {
                 await lab.StartPartsAsync(daemon, birdPort: ports[0], probePort: ports[1], gobgpPort: ports[2], gobgpApi: ports[3]);
@@ -490,13 +513,14 @@ internal static class HooksToBird
 
             File.WriteAllText(Path.Combine(_folder, "shadownetd.json"), $$"""
                 {
-                  "store": { "path": "{{_folder}}/state.db", "sync": "full" },
+                  "store": { "path": "{{_folder}}/state.db", "sync": "{{Environment.GetEnvironmentVariable("BENCH_SYNC") ?? "full"}}" },
                   "bgp": { "localAs": 65003, "routerId": "127.0.0.3", "gracefulRestart": 0,
                     "peers": [ { "address": "127.0.0.2", "port": {{birdPort}}, "remoteAs": 65002, "localAddress": "127.0.0.3", "families": [ "ipv4" ] } ] },
                   "pools": [ { "name": "bench", "kind": "shadow", "prefixes": [ "10.64.0.0/14" ], "application": "bench", "reuseDelay": "01:00:00" } ],
-                  "warm": [ { "application": "bench", "count": 1000 } ],
+                  "warm": [ { "application": "bench", "count": {{Environment.GetEnvironmentVariable("BENCH_WARM") ?? "1000"}} } ],
                   "routes": { "defaultNextHopV4": "192.0.2.1" },
-                  "hooks": { "udp": { "listen": "{{HookEndPoint}}", "keys": { "1": "{{Convert.ToHexString(Key)}}" } } }
+                  "hooks": { "udp": { "listen": "{{HookEndPoint}}", "keys": { "1": "{{Convert.ToHexString(Key)}}" } } },
+                  "metrics": { "listen": "127.0.0.1:{{MetricsPort}}" }
                 }
                 """);
             Start("dotnet", $"{daemon} --config {_folder}/shadownetd.json --Logging:LogLevel:Default Warning");

@@ -86,6 +86,9 @@ public sealed class DurableAllocator : IAsyncDisposable
     /// <summary>Raised on the writer thread after each group commits: operations in it, and how long the commit took.</summary>
     public event Action<int, TimeSpan>? GroupCommitted;
 
+    /// <summary>Raised on the writer thread after the store did housekeeping (a checkpoint): how long the writer was held.</summary>
+    public event Action<TimeSpan>? Maintained;
+
     /// <summary>
     /// Loads the store, rebuilds the allocator and checks its invariants, then starts the writer. A store
     /// whose content cannot be right for these pools is a <see cref="StateStoreException"/> naming it.
@@ -369,7 +372,11 @@ public sealed class DurableAllocator : IAsyncDisposable
     {
         try
         {
-            _store.Maintain(idle: !_queue.Reader.TryPeek(out _));
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            if (_store.Maintain(idle: !_queue.Reader.TryPeek(out _)))
+            {
+                Maintained?.Invoke(System.Diagnostics.Stopwatch.GetElapsedTime(started));
+            }
         }
         catch (Exception e)
         {

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Net;
+using System.Runtime.CompilerServices;
 using ShadowNet.Addressing;
 using ShadowNet.Addressing.Allocation;
 using ShadowNet.Addressing.Pools;
@@ -202,6 +203,8 @@ public sealed class ActiveRouteManager : IHookHandler
         return announced;
     }
 
+    // Pooled state machines: a create that waits for its group commit allocates nothing for the await.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<HookOutcome> CreateAsync(string instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
@@ -253,6 +256,7 @@ public sealed class ActiveRouteManager : IHookHandler
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<HookOutcome> DeleteAsync(string instance, string application, IpFamily family, CancellationToken cancellationToken)
     {
         Lease? released;

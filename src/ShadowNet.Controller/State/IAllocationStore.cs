@@ -35,9 +35,10 @@ public interface IAllocationStore : IDisposable
     /// <summary>
     /// Housekeeping that may take a while (the SQLite store copies its write-ahead log into the database
     /// file). Called by the writer after it has acknowledged a group, so no caller waits on it for an
-    /// operation already done; <paramref name="idle"/> says whether operations are waiting.
+    /// operation already done; <paramref name="idle"/> says whether operations are waiting. Returns
+    /// whether it did any work.
     /// </summary>
-    void Maintain(bool idle);
+    bool Maintain(bool idle);
 }
 
 /// <summary>The state store cannot be used; the message names the store and what is wrong.</summary>

@@ -333,9 +333,13 @@ public sealed class SqliteAllocationStore : IAllocationStore
     /// Copies the write-ahead log into the database often, in small steps: a short log is rewritten from
     /// its start (cheaper to sync than a growing file) and no single checkpoint holds the writer for long.
     /// </summary>
-    public void Maintain(bool idle)
+    public bool Maintain(bool idle)
     {
-        if (_commitsSinceCheckpoint >= (idle ? 8 : 64))
+        if (_commitsSinceCheckpoint < (idle ? 8 : 64))
+        {
+            return false;
+        }
+
         {
             // PASSIVE: copies what it can without waiting; a row comes back, so step until done.
             while (raw.sqlite3_step(_checkpoint) == raw.SQLITE_ROW)
@@ -345,6 +349,8 @@ public sealed class SqliteAllocationStore : IAllocationStore
             raw.sqlite3_reset(_checkpoint);
             _commitsSinceCheckpoint = 0;
         }
+
+        return true;
     }
 
     public void Dispose()

@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace ShadowNet.Hooks.Udp;
@@ -12,8 +13,14 @@ public sealed record HookServerOptions
     /// <summary>HMAC keys by key id (at least 16 octets each).</summary>
     public required IReadOnlyDictionary<ushort, byte[]> Keys { get; init; }
 
-    /// <summary>Datagrams taken from the socket in one go before any is answered.</summary>
+    /// <summary>Datagrams taken from the socket in one go (one system call on Linux).</summary>
     public int BatchSize { get; init; } = 64;
+
+    /// <summary>
+    /// Socket receive buffer: holds a burst while the server is busy (a full buffer drops datagrams and
+    /// clients retry). Forced past net.core.rmem_max when the process may (CAP_NET_ADMIN).
+    /// </summary>
+    public int ReceiveBufferBytes { get; init; } = 8 << 20;
 }
 
 /// <summary>
@@ -22,6 +29,12 @@ public sealed record HookServerOptions
 /// the <see cref="IHookHandler"/> without waiting for each, and answers each when its handler completes.
 /// A retry of a request already answered gets the same reply again and runs nothing.
 /// </summary>
+/// <remarks>
+/// Two threads of its own: the receiver takes datagrams a batch per system call and hands them on; the
+/// sender collects replies from whichever thread completes them (the allocator's writer, usually a
+/// whole group at once) and sends them a batch per system call. Nothing per event is allocated but the
+/// two id strings the allocator keys on.
+/// </remarks>
 public sealed class HookServer : IAsyncDisposable
 {
     public const string MeterName = "ShadowNet.Hooks";
@@ -30,14 +43,27 @@ public sealed class HookServer : IAsyncDisposable
     private static readonly Counter<long> Handled = Meter.CreateCounter<long>("shadownet.hook.events", "{event}", "Hook events answered, by kind and status");
     private static readonly Counter<long> Repeated = Meter.CreateCounter<long>("shadownet.hook.datagrams.repeated", "{datagram}", "Client retries answered from the reply cache");
 
+    private static readonly KeyValuePair<string, object?>[] KindTags = [new("kind", "create"), new("kind", "delete")];
+    private static readonly KeyValuePair<string, object?>[] StatusTags =
+        [.. Enum.GetValues<HookStatus>().Select(s => new KeyValuePair<string, object?>("status", s.ToString().ToLowerInvariant()))];
+
     private readonly HookServerOptions _options;
     private readonly IHookHandler _handler;
     private readonly Socket _socket;
+    private readonly DatagramBatch _io;
+    private readonly Lock _outboxLock = new();
+    private readonly SemaphoreSlim _outboxReady = new(0);
+    private readonly System.Collections.Concurrent.ConcurrentBag<PendingReply> _pendingPool = [];
+    private List<OutgoingReply> _outbox = new(1024);
+    private List<OutgoingReply> _sending = new(1024);
+    private bool _senderWaiting;
+    private volatile bool _stopping;
+    private Thread? _receiver;
+    private Thread? _sender;
     private readonly Dictionary<ushort, ReplayWindow> _windows = [];
     private readonly Lock _windowsLock = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly long[] _rejections = new long[Enum.GetValues<DatagramRejection>().Length];
-    private Task? _loop;
 
     public HookServer(HookServerOptions options, IHookHandler handler)
     {
@@ -51,8 +77,11 @@ public sealed class HookServer : IAsyncDisposable
 
         _options = options;
         _handler = handler;
-        _socket = new Socket(options.Listen.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        _socket = new Socket(options.Listen.AddressFamily, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 200 };
+        SetReceiveBuffer(_socket, options.ReceiveBufferBytes);
         _socket.Bind(options.Listen);
+        // One octet more than the largest request, so that an oversized datagram is seen as such.
+        _io = new DatagramBatch(_socket, options.BatchSize, HookDatagram.MaxRequestLength + 1);
     }
 
     public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
@@ -60,55 +89,52 @@ public sealed class HookServer : IAsyncDisposable
     /// <summary>Datagrams dropped for a reason since start (the metric, readable without a listener).</summary>
     public long RejectedCount(DatagramRejection reason) => Interlocked.Read(ref _rejections[(int)reason]);
 
-    public void Start() => _loop = Task.Run(ReceiveLoopAsync);
+    public void Start()
+    {
+        _receiver = new Thread(ReceiveLoop) { IsBackground = true, Name = "shadownet-hooks-in" };
+        _sender = new Thread(SendLoop) { IsBackground = true, Name = "shadownet-hooks-out" };
+        _receiver.Start();
+        _sender.Start();
+    }
 
     public async ValueTask DisposeAsync()
     {
+        _stopping = true;
         await _stop.CancelAsync();
-        _socket.Dispose();
-        if (_loop is not null)
-        {
-            try
-            {
-                await _loop;
-            }
-            catch (OperationCanceledException)
-            {
-            }
-        }
+        _outboxReady.Release();
 
+        // The receiver wakes within the socket's receive timeout; then the memory can go.
+        await Task.Run(() =>
+        {
+            _receiver?.Join();
+            _sender?.Join();
+        });
+        _socket.Dispose();
+        _io.Dispose();
         _stop.Dispose();
     }
 
-    private async Task ReceiveLoopAsync()
+    /// <summary>SO_RCVBUFFORCE where allowed (root, CAP_NET_ADMIN), else SO_RCVBUF capped by net.core.rmem_max.</summary>
+    internal static void SetReceiveBuffer(Socket socket, int bytes)
     {
-        var buffers = new byte[_options.BatchSize][];
-        var senders = new SocketAddress[_options.BatchSize];
-        var lengths = new int[_options.BatchSize];
-        for (var i = 0; i < buffers.Length; i++)
+        try
         {
-            // One octet more than the largest request, so that an oversized datagram is seen as such.
-            buffers[i] = new byte[HookDatagram.MaxRequestLength + 1];
-            senders[i] = new SocketAddress(_socket.AddressFamily);
+            socket.SetRawSocketOption(1, 33, BitConverter.GetBytes(bytes)); // SOL_SOCKET, SO_RCVBUFFORCE
         }
+        catch (SocketException)
+        {
+            socket.ReceiveBufferSize = bytes;
+        }
+    }
 
-        while (!_stop.IsCancellationRequested)
+    private void ReceiveLoop()
+    {
+        while (!_stopping)
         {
             int count;
             try
             {
-                // Wait for one datagram, then take whatever else is queued without waiting: a batch.
-                lengths[0] = await _socket.ReceiveFromAsync(buffers[0], SocketFlags.None, senders[0], _stop.Token);
-                count = 1;
-                while (count < buffers.Length && _socket.Available > 0)
-                {
-                    lengths[count] = _socket.ReceiveFrom(buffers[count], SocketFlags.None, senders[count]);
-                    count++;
-                }
-            }
-            catch (OperationCanceledException)
-            {
-                return;
+                count = _io.Receive();
             }
             catch (ObjectDisposedException)
             {
@@ -116,18 +142,49 @@ public sealed class HookServer : IAsyncDisposable
             }
             catch (SocketException)
             {
-                // ICMP port unreachable from an earlier reply and the like: not the server's problem.
-                continue;
+                continue; // ICMP port unreachable from an earlier reply and the like: not the server's problem
             }
 
             for (var i = 0; i < count; i++)
             {
-                Process(buffers[i].AsSpan(0, lengths[i]), senders[i]);
+                Process(_io.Datagram(i), _io.Sender(i));
             }
         }
     }
 
-    private void Process(ReadOnlySpan<byte> datagram, SocketAddress sender)
+    private void SendLoop()
+    {
+        while (true)
+        {
+            lock (_outboxLock)
+            {
+                if (_outbox.Count == 0)
+                {
+                    _senderWaiting = true;
+                }
+                else
+                {
+                    (_outbox, _sending) = (_sending, _outbox);
+                }
+            }
+
+            if (_sending.Count == 0)
+            {
+                if (_stopping)
+                {
+                    return;
+                }
+
+                _outboxReady.Wait();
+                continue;
+            }
+
+            _io.Send(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_sending));
+            _sending.Clear();
+        }
+    }
+
+    private void Process(ReadOnlySpan<byte> datagram, ReadOnlySpan<byte> sender)
     {
         if (!HookDatagram.TryParseRequest(datagram, KeyOf, out var request, out var rejection))
         {
@@ -160,7 +217,7 @@ public sealed class HookServer : IAsyncDisposable
         // The ids become strings here: the allocator's indexes are keyed by them.
         var instance = Encoding.UTF8.GetString(request.Instance);
         var application = Encoding.UTF8.GetString(request.Application);
-        var pending = new PendingReply(this, request.Kind, request.Sequence, request.KeyId, request.Family, sender);
+        var pending = RentPending(request.Kind, request.Sequence, request.KeyId, request.Family, sender);
         ValueTask<HookOutcome> outcome;
         try
         {
@@ -197,19 +254,34 @@ public sealed class HookServer : IAsyncDisposable
         Rejected.Add(1, new KeyValuePair<string, object?>("reason", ReasonLabel(reason)));
     }
 
-    private void SendReply(ReadOnlySpan<byte> reply, SocketAddress to)
+    private void SendReply(ReadOnlySpan<byte> reply, ReadOnlySpan<byte> to)
     {
-        try
+        var outgoing = new OutgoingReply { ToLength = to.Length };
+        reply.CopyTo(outgoing.Reply);
+        to.CopyTo(outgoing.To);
+        bool wake;
+        lock (_outboxLock)
         {
-            _socket.SendTo(reply, SocketFlags.None, to);
+            _outbox.Add(outgoing);
+            wake = _senderWaiting;
+            _senderWaiting = false;
         }
-        catch (SocketException)
+
+        if (wake)
         {
-            // The client retries; nothing to do.
+            _outboxReady.Release();
         }
-        catch (ObjectDisposedException)
+    }
+
+    private PendingReply RentPending(HookKind kind, ulong sequence, ushort keyId, Addressing.IpFamily family, ReadOnlySpan<byte> sender)
+    {
+        if (!_pendingPool.TryTake(out var pending))
         {
+            pending = new PendingReply(this);
         }
+
+        pending.Reset(kind, sequence, keyId, family, sender);
+        return pending;
     }
 
     private static string ReasonLabel(DatagramRejection reason) => reason switch
@@ -227,11 +299,23 @@ public sealed class HookServer : IAsyncDisposable
         _ => "other",
     };
 
-    /// <summary>Answers one request when its handler completes, and keeps the answer for retries.</summary>
-    private sealed class PendingReply(HookServer server, HookKind kind, ulong sequence, ushort keyId, Addressing.IpFamily family, SocketAddress sender)
+    /// <summary>Answers one request when its handler completes, and keeps the answer for retries. Pooled.</summary>
+    private sealed class PendingReply(HookServer server)
     {
-        // The receive loop reuses its SocketAddress buffers: keep a copy for the reply.
-        private readonly SocketAddress _sender = Copy(sender);
+        private HookKind _kind;
+        private ulong _sequence;
+        private ushort _keyId;
+        private Addressing.IpFamily _family;
+        private SocketAddressBytes _sender;
+        private int _senderLength;
+        private ValueTaskAwaiter<HookOutcome> _awaiter;
+        private Action? _onCompleted;
+
+        public void Reset(HookKind kind, ulong sequence, ushort keyId, Addressing.IpFamily family, ReadOnlySpan<byte> sender)
+        {
+            (_kind, _sequence, _keyId, _family, _senderLength) = (kind, sequence, keyId, family, sender.Length);
+            sender.CopyTo(_sender);
+        }
 
         public void When(ValueTask<HookOutcome> outcome)
         {
@@ -241,52 +325,47 @@ public sealed class HookServer : IAsyncDisposable
                 return;
             }
 
-            _ = AwaitAsync(outcome);
+            _awaiter = outcome.GetAwaiter();
+            _awaiter.UnsafeOnCompleted(_onCompleted ??= Completed);
         }
 
-        private async Task AwaitAsync(ValueTask<HookOutcome> outcome)
+        private void Completed()
         {
             HookOutcome result;
             try
             {
-                result = await outcome;
+                result = _awaiter.GetResult();
             }
             catch (Exception)
             {
                 result = new HookOutcome(HookStatus.Unavailable, null);
             }
 
+            _awaiter = default;
             Answer(result);
         }
 
         private void Answer(HookOutcome outcome)
         {
             Span<byte> reply = stackalloc byte[HookDatagram.ReplyLength];
-            HookDatagram.WriteReply(reply, kind, sequence, keyId, server.KeyOf(keyId)!, outcome.Status, family, outcome.Address);
-            var window = server.WindowOf(keyId);
+            HookDatagram.WriteReply(reply, _kind, _sequence, _keyId, server.KeyOf(_keyId)!, outcome.Status, _family, outcome.Address);
+            var window = server.WindowOf(_keyId);
             lock (window)
             {
                 // Unavailable is not kept: a retry after the controller recovers should run again.
                 if (outcome.Status == HookStatus.Unavailable)
                 {
-                    window.Forget(sequence);
+                    window.Forget(_sequence);
                 }
                 else
                 {
-                    window.Complete(sequence, reply);
+                    window.Complete(_sequence, reply);
                 }
             }
 
-            Handled.Add(1, new KeyValuePair<string, object?>("kind", kind == HookKind.Create ? "create" : "delete"),
-                new KeyValuePair<string, object?>("status", outcome.Status.ToString().ToLowerInvariant()));
-            server.SendReply(reply, _sender);
-        }
-
-        private static SocketAddress Copy(SocketAddress address)
-        {
-            var copy = new SocketAddress(address.Family, address.Size);
-            address.Buffer.Span.CopyTo(copy.Buffer.Span);
-            return copy;
+            Handled.Add(1, KindTags[_kind == HookKind.Create ? 0 : 1], StatusTags[(int)outcome.Status]);
+            server.SendReply(reply, ((ReadOnlySpan<byte>)_sender)[.._senderLength]);
+            server._pendingPool.Add(this);
         }
     }
 }

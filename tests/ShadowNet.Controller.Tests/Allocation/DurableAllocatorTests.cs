@@ -137,9 +137,7 @@ public class DurableAllocatorTests
             Committed++;
         }
 
-        public void Maintain(bool idle)
-        {
-        }
+        public bool Maintain(bool idle) => false;
 
         public void Dispose()
         {
