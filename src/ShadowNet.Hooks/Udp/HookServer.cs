@@ -45,7 +45,7 @@ public sealed class HookServer : IAsyncDisposable
 
     private static readonly KeyValuePair<string, object?>[] KindTags = [new("kind", "create"), new("kind", "delete")];
     private static readonly KeyValuePair<string, object?>[] StatusTags =
-        [.. Enum.GetValues<HookStatus>().Select(s => new KeyValuePair<string, object?>("status", s.ToString().ToLowerInvariant()))];
+        [.. Enum.GetValues<HookStatus>().Select(s => new KeyValuePair<string, object?>("status", SnakeCase(s.ToString())))];
 
     private readonly HookServerOptions _options;
     private readonly IHookHandler _handler;
@@ -283,6 +283,10 @@ public sealed class HookServer : IAsyncDisposable
         pending.Reset(kind, sequence, keyId, family, sender);
         return pending;
     }
+
+    /// <summary>NotFound -> not_found: label values in Prometheus' usual style.</summary>
+    private static string SnakeCase(string name) =>
+        string.Concat(name.Select((c, i) => char.IsUpper(c) && i > 0 ? "_" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()));
 
     private static string ReasonLabel(DatagramRejection reason) => reason switch
     {
