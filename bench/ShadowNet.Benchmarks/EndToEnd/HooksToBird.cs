@@ -30,7 +30,8 @@ namespace ShadowNet.Benchmarks.EndToEnd;
 /// <para>gobgpd: AddPath one call at a time (latency from the call to arrival), and AddPathStream in
 /// messages of 100 paths (rate until every route arrived; latency from the write of its message).</para>
 /// Usage: <c>dotnet run -c Release -- hooks-to-bird [rate] [seconds] [runs]</c>; bench/hooks-to-bird.sh builds
-/// and runs it.
+/// and runs it. For profiling: BENCH_ONLY=open|closed runs only that loop of ShadowNet's (open also prints
+/// the daemon's store and activation histograms), BENCH_SYNC=normal and BENCH_WARM=N change the daemon.
 /// </remarks>
 internal static class HooksToBird
 {

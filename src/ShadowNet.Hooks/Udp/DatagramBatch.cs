@@ -41,7 +41,7 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
 
     private readonly Socket _socket;
     private readonly int _fd;
-    private readonly bool _native = OperatingSystem.IsLinux();
+    private readonly bool _native;
     private readonly int _batch;
     private readonly int _maxDatagram;
 
@@ -63,8 +63,10 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
     private readonly int[] _managedLengths;
     private int _disposed;
 
-    public DatagramBatch(Socket socket, int batch, int maxDatagram)
+    /// <param name="native">Tests only: false forces the one-call-per-datagram path.</param>
+    public DatagramBatch(Socket socket, int batch, int maxDatagram, bool? native = null)
     {
+        _native = native ?? OperatingSystem.IsLinux();
         _socket = socket;
         _batch = batch;
         _maxDatagram = maxDatagram;

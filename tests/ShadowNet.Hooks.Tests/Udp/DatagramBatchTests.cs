@@ -1,0 +1,61 @@
+using System.Net;
+using System.Net.Sockets;
+using ShadowNet.Hooks.Udp;
+
+namespace ShadowNet.Hooks.Tests.Udp;
+
+public class DatagramBatchTests
+{
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void BatchesCarryEveryDatagramWithItsSenderBothWays(bool native)
+    {
+        if (native && !OperatingSystem.IsLinux())
+        {
+            return; // recvmmsg/sendmmsg are Linux's
+        }
+
+        using var server = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 2_000 };
+        HookServer.SetReceiveBuffer(server, 1 << 20);
+        server.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 2_000 };
+        client.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        using var io = new DatagramBatch(server, 16, 400, native);
+
+        // 100 datagrams of different lengths, one of them longer than the buffer.
+        for (var i = 0; i < 100; i++)
+        {
+            var datagram = Enumerable.Repeat((byte)i, i == 42 ? 1_000 : 10 + i).ToArray();
+            client.SendTo(datagram, server.LocalEndPoint!);
+        }
+
+        var received = new List<byte[]>();
+        var replies = new List<OutgoingReply>();
+        while (received.Count < 100)
+        {
+            var count = io.Receive();
+            Assert.True(count > 0, $"nothing after {received.Count} datagrams");
+            for (var i = 0; i < count; i++)
+            {
+                received.Add(io.Datagram(i).ToArray());
+                var sender = io.Sender(i);
+                var reply = new OutgoingReply { ToLength = sender.Length };
+                sender.CopyTo(reply.To);
+                ((Span<byte>)reply.Reply).Fill(io.Datagram(i)[0]);
+                replies.Add(reply);
+            }
+        }
+
+        Assert.Equal(Enumerable.Range(0, 100).Select(i => i == 42 ? 400 : 10 + i), received.Select(d => d.Length));
+        Assert.All(received.Select((d, i) => (d, i)), x => Assert.All(x.d, b => Assert.Equal((byte)x.i, b)));
+
+        io.Send(replies.ToArray());
+        var buffer = new byte[100];
+        for (var i = 0; i < 100; i++)
+        {
+            Assert.Equal(HookDatagram.ReplyLength, client.Receive(buffer));
+            Assert.Equal((byte)i, buffer[0]);
+        }
+    }
+}
