@@ -79,7 +79,9 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         _speaker.Start();
         if (configuration.UdpHooks is { } udp)
         {
-            _hooks = new HookServer(udp, manager);
+            // Replies go out from the writer thread at the end of each group commit: no hand-off per batch.
+            _hooks = new HookServer(udp with { FlushedByCaller = true }, manager);
+            _allocator.GroupCompleted += _hooks.Flush;
             _hooks.Start();
         }
 
@@ -93,6 +95,11 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         Parts = null;
         if (_hooks is not null)
         {
+            if (_allocator is not null)
+            {
+                _allocator.GroupCompleted -= _hooks.Flush;
+            }
+
             await _hooks.DisposeAsync();
         }
 

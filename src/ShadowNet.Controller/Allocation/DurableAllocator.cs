@@ -86,6 +86,12 @@ public sealed class DurableAllocator : IAsyncDisposable
     /// <summary>Raised on the writer thread after each group commits: operations in it, and how long the commit took.</summary>
     public event Action<int, TimeSpan>? GroupCommitted;
 
+    /// <summary>
+    /// Raised on the writer thread once every operation of a group has completed (its continuations
+    /// ran): the moment to send what they produced in one batch.
+    /// </summary>
+    public event Action? GroupCompleted;
+
     /// <summary>Raised on the writer thread after the store did housekeeping (a checkpoint): how long the writer was held.</summary>
     public event Action<TimeSpan>? Maintained;
 
@@ -323,6 +329,14 @@ public sealed class DurableAllocator : IAsyncDisposable
         }
 
         _group.Clear();
+        try
+        {
+            GroupCompleted?.Invoke();
+        }
+        catch (Exception)
+        {
+            // A subscriber's failure must not take the writer down.
+        }
     }
 
     /// <summary>

@@ -21,6 +21,13 @@ public sealed record HookServerOptions
     /// clients retry). Forced past net.core.rmem_max when the process may (CAP_NET_ADMIN).
     /// </summary>
     public int ReceiveBufferBytes { get; init; } = 8 << 20;
+
+    /// <summary>
+    /// The handler's owner calls <see cref="HookServer.Flush"/> once a batch of completions is done (the
+    /// daemon: after each group commit), so replies leave on that thread with no hand-off; a background
+    /// flush every 5 ms sends anything else. False: a sender thread is woken for each batch of replies.
+    /// </summary>
+    public bool FlushedByCaller { get; init; }
 }
 
 /// <summary>
@@ -52,6 +59,7 @@ public sealed class HookServer : IAsyncDisposable
     private readonly Socket _socket;
     private readonly DatagramBatch _io;
     private readonly Lock _outboxLock = new();
+    private readonly Lock _sendLock = new();
     private readonly SemaphoreSlim _outboxReady = new(0);
     private readonly System.Collections.Concurrent.ConcurrentBag<PendingReply> _pendingPool = [];
     private List<OutgoingReply> _outbox = new(1024);
@@ -110,7 +118,11 @@ public sealed class HookServer : IAsyncDisposable
             _sender?.Join();
         });
         _socket.Dispose();
-        _io.Dispose();
+        lock (_sendLock)
+        {
+            _io.Dispose(); // not while a caller's Flush is sending from its buffers
+        }
+
         _stop.Dispose();
     }
 
@@ -149,38 +161,58 @@ public sealed class HookServer : IAsyncDisposable
             {
                 Process(_io.Datagram(i), _io.Sender(i));
             }
+
+            if (_options.FlushedByCaller)
+            {
+                Flush(); // replies completed synchronously (retries answered from the cache)
+            }
         }
     }
 
-    private void SendLoop()
+    /// <summary>Sends the replies gathered so far, on the calling thread (one system call per batch).</summary>
+    public void Flush()
     {
-        while (true)
+        lock (_sendLock)
         {
             lock (_outboxLock)
             {
                 if (_outbox.Count == 0)
                 {
-                    _senderWaiting = true;
-                }
-                else
-                {
-                    (_outbox, _sending) = (_sending, _outbox);
-                }
-            }
-
-            if (_sending.Count == 0)
-            {
-                if (_stopping)
-                {
                     return;
                 }
 
-                _outboxReady.Wait();
-                continue;
+                (_outbox, _sending) = (_sending, _outbox);
             }
 
             _io.Send(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_sending));
             _sending.Clear();
+        }
+    }
+
+    private void SendLoop()
+    {
+        while (!_stopping)
+        {
+            if (_options.FlushedByCaller)
+            {
+                _outboxReady.Wait(5);
+            }
+            else
+            {
+                bool idle;
+                lock (_outboxLock)
+                {
+                    idle = _outbox.Count == 0;
+                    _senderWaiting = idle;
+                }
+
+                if (idle)
+                {
+                    _outboxReady.Wait();
+                }
+            }
+
+            Flush();
         }
     }
 
