@@ -71,24 +71,10 @@ public class CliTests
     }
 
     /// <summary>The CLI in its own output folder, built in the same configuration as this test.</summary>
-    private static string Cli => Path.Combine(Repository, "src", "ShadowNet.Cli", "bin",
+    private static string Cli => Path.Combine(Repository.Root, "src", "ShadowNet.Cli", "bin",
         Path.GetFileName(Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(AppContext.BaseDirectory)))!, "net10.0", "shadownet.dll");
 
-    private static string LibvirtHook => Path.Combine(Repository, "contrib", "libvirt", "qemu");
-
-    private static string Repository
-    {
-        get
-        {
-            var directory = new DirectoryInfo(AppContext.BaseDirectory);
-            while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "ShadowNet.sln")))
-            {
-                directory = directory.Parent;
-            }
-
-            return directory?.FullName ?? throw new DirectoryNotFoundException("repository root");
-        }
-    }
+    private static string LibvirtHook => Repository.File("contrib", "libvirt", "qemu");
 
     private static Task<(int Exit, string Stdout, string Stderr)> CliAsync(params string[] arguments) =>
         RunAsync("dotnet", [Cli, .. arguments], null, new Dictionary<string, string>());

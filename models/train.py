@@ -1,0 +1,226 @@
+"""Trains ShadowNet's instance forecaster and exports it to ONNX with its contract.
+
+An LSTM reads a window of an application's recent steps (instances, load, time of day and week) and
+predicts, for several quantiles, the most instances the application will run during the next
+`horizon` steps: what must be prepared now so that the creates in that time find their address.
+Trained with the pinball (quantile) loss on the NAB AWS CloudWatch traces (first 70% of each; the
+rest is held out) and on generated scenarios (diurnal, weekly, flash crowds, deploy waves).
+
+Run with Debian's python3-torch and python3-onnx: models/train.sh (which installs them) or
+/usr/bin/python3 models/train.py [--seconds N] [--out models/shadownet-lstm.onnx] [--from misses.jsonl].
+"""
+
+import argparse
+import csv
+import glob
+import json
+import math
+import os
+import random
+import time
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+FEATURES = ["instances", "load", "hour_sin", "hour_cos", "dow_sin", "dow_cos"]
+SCALED = ["instances", "load"]  # divided by the window's scale; the rest are already in [-1, 1]
+WINDOW = 36                     # 3 hours of 5-minute steps
+STEP_SECONDS = 300
+HORIZON = 3                     # 15 minutes ahead: time to boot an instance
+QUANTILES = [0.5, 0.9, 0.99]
+PEAK_INSTANCES = 100
+TRAIN_FRACTION = 0.7
+
+
+def nab_series(folder):
+    """Each NAB trace as (name, epoch seconds array, load array)."""
+    series = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.csv"))):
+        times, values = [], []
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                stamp = time.strptime(row["timestamp"], "%Y-%m-%d %H:%M:%S")
+                times.append(time.mktime(stamp))
+                values.append(float(row["value"]))
+        series.append((os.path.basename(path)[:-4], np.array(times), np.array(values)))
+    return series
+
+
+def instances_of(load, peak=PEAK_INSTANCES):
+    """The replay contract of DESIGN.md: instances = ceil(load / capacity), capacity so the peak is `peak`."""
+    top = max(float(np.max(load)), 1e-9)
+    capacity = top / peak
+    return np.maximum(1, np.ceil(load / capacity - 1e-9)), load / capacity
+
+
+def features_of(times, instances, fractional):
+    """One row per step in FEATURES order, before scaling."""
+    hours = (times % 86400) / 3600.0
+    days = ((times // 86400) + 4) % 7  # 1970-01-01 was a Thursday: 0 = Monday
+    return np.stack([
+        instances,
+        fractional,
+        np.sin(2 * math.pi * hours / 24), np.cos(2 * math.pi * hours / 24),
+        np.sin(2 * math.pi * days / 7), np.cos(2 * math.pi * days / 7),
+    ], axis=1).astype(np.float32)
+
+
+def synthetic(rng, steps=4032, start=1_400_000_000):
+    """Generated load shapes the traces lack, each scaled to PEAK_INSTANCES at its peak."""
+    times = start + STEP_SECONDS * np.arange(steps, dtype=np.float64)
+    hours = (times % 86400) / 3600.0
+    days = ((times // 86400) + 4) % 7
+    shapes = []
+    base = 0.5 + 0.4 * np.sin(2 * math.pi * (hours - 9) / 24)
+    shapes.append(("diurnal", base + rng.normal(0, 0.03, steps)))
+    weekly = base * np.where(days >= 5, 0.45, 1.0)
+    shapes.append(("weekly", weekly + rng.normal(0, 0.03, steps)))
+    crowd = base.copy()
+    for _ in range(8):
+        at = rng.integers(WINDOW, steps - 50)
+        crowd[at:at + 40] += rng.uniform(0.5, 1.5) * np.exp(-np.arange(min(40, steps - at)) / rng.uniform(4, 15))
+    shapes.append(("flash-crowds", crowd + rng.normal(0, 0.03, steps)))
+    waves = np.full(steps, 0.3)
+    level = 0.3
+    for at in sorted(rng.integers(0, steps, 14)):
+        level = float(np.clip(level + rng.uniform(-0.3, 0.4), 0.1, 1.0))
+        waves[at:] = level
+    shapes.append(("deploy-waves", waves + rng.normal(0, 0.02, steps)))
+    return [(name, times, np.maximum(load, 0.01)) for name, load in shapes]
+
+
+def windows(feature_rows, instances, begin, end):
+    """(inputs scaled per window, targets scaled alike) for every window whose horizon ends before `end`."""
+    xs, ys = [], []
+    for t in range(max(begin, WINDOW), end - HORIZON):
+        window = feature_rows[t - WINDOW:t].copy()
+        scale = max(1.0, float(window[:, 0].max()))
+        window[:, 0:2] /= scale
+        xs.append(window)
+        ys.append(instances[t:t + HORIZON].max() / scale)
+    return np.array(xs, dtype=np.float32), np.array(ys, dtype=np.float32)
+
+
+class Forecaster(nn.Module):
+    """LSTM over the window; quantiles kept in order by adding non-negative steps to the median."""
+
+    def __init__(self, hidden=32):
+        super().__init__()
+        self.lstm = nn.LSTM(len(FEATURES), hidden, batch_first=True)
+        self.head = nn.Linear(hidden, len(QUANTILES))
+
+    def forward(self, features):
+        out, _ = self.lstm(features)
+        raw = self.head(out[:, -1, :])
+        steps = nn.functional.softplus(raw[:, 1:])
+        return torch.cat([raw[:, :1], raw[:, :1] + torch.cumsum(steps, dim=1)], dim=1)
+
+
+def pinball(predicted, target):
+    q = torch.tensor(QUANTILES).unsqueeze(0)
+    error = target.unsqueeze(1) - predicted
+    return torch.mean(torch.maximum(q * error, (q - 1) * error))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--traces", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "traces", "nab"))
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "shadownet-lstm.onnx"))
+    parser.add_argument("--seconds", type=float, default=180, help="training time budget on the CPU")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--from", dest="misses", help="JSON lines of misses (shadownet export-training-data); not yet used")
+    args = parser.parse_args()
+    if args.misses:
+        raise SystemExit("--from: retraining on exported misses is not implemented yet")
+
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    torch.set_num_threads(2)
+
+    train_x, train_y, held_out = [], [], []
+    for name, times, load in nab_series(args.traces):
+        instances, fractional = instances_of(load)
+        rows = features_of(times, instances, fractional)
+        cut = int(len(load) * TRAIN_FRACTION)
+        x, y = windows(rows, instances, 0, cut)
+        train_x.append(x)
+        train_y.append(y)
+        held_out.append((name, windows(rows, instances, cut, len(load))))
+    for name, times, load in synthetic(rng):
+        instances, fractional = instances_of(load)
+        x, y = windows(features_of(times, instances, fractional), instances, 0, len(load))
+        train_x.append(x)
+        train_y.append(y)
+    x = torch.from_numpy(np.concatenate(train_x))
+    y = torch.from_numpy(np.concatenate(train_y))
+    print(f"training windows: {len(x)}; held out: {sum(len(h[1][0]) for h in held_out)}")
+
+    model = Forecaster()
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    started = time.time()
+    epoch = 0
+    while time.time() - started < args.seconds:
+        order = torch.randperm(len(x))
+        total = 0.0
+        for i in range(0, len(x), 256):
+            batch = order[i:i + 256]
+            loss = pinball(model(x[batch]), y[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss) * len(batch)
+        epoch += 1
+        print(f"epoch {epoch}: pinball {total / len(x):.5f} ({time.time() - started:.0f} s)")
+
+    model.eval()
+    report = {}
+    with torch.no_grad():
+        for name, (hx, hy) in held_out:
+            predicted = model(torch.from_numpy(hx)).numpy()
+            covered = [float(np.mean(hy <= predicted[:, i] + 1e-6)) for i in range(len(QUANTILES))]
+            report[name] = {"windows": int(len(hx)), "coverage": dict(zip(map(str, QUANTILES), covered)),
+                            "pinball": float(pinball(torch.from_numpy(predicted), torch.from_numpy(hy)))}
+    print(json.dumps(report, indent=1))
+
+    contract = {
+        "version": 1,
+        "features": FEATURES,
+        "window": WINDOW,
+        "step_seconds": STEP_SECONDS,
+        "horizon_steps": HORIZON,
+        "quantiles": QUANTILES,
+        "normalisation": {
+            "scale": "max(1, max of 'instances' over the window)",
+            "scaled_features": SCALED,
+            "load": "load / capacity, capacity = the load one instance serves",
+            "time": "hour and day of week (0 = Monday) of each step's start, UTC, as sin/cos",
+        },
+        "output": "per quantile, the most instances during the next horizon_steps steps, divided by scale",
+        "input": "features: float32 [batch, window, features]",
+        "trained": {"seconds": round(time.time() - started), "epochs": epoch, "seed": args.seed,
+                    "data": "NAB AWS CloudWatch traces (first 70% of each, MIT) + generated diurnal/weekly/flash-crowd/deploy-wave"},
+    }
+    dummy = x[:2]
+    torch.onnx.export(model, dummy, args.out, input_names=["features"], output_names=["quantiles"],
+                      dynamic_axes={"features": {0: "batch"}, "quantiles": {0: "batch"}}, opset_version=14)
+    exported = onnx.load(args.out)
+    entry = exported.metadata_props.add()
+    entry.key, entry.value = "shadownet.contract", json.dumps(contract)
+    onnx.checker.check_model(exported)
+    onnx.save(exported, args.out)
+
+    # A small test vector next to the model: C# inference must reproduce these outputs (1e-4).
+    sample = torch.from_numpy(np.concatenate([h[1][0][:: max(1, len(h[1][0]) // 2)][:2] for h in held_out])[:16])
+    with torch.no_grad():
+        expected = model(sample).numpy()
+    with open(args.out[:-5] + ".testvector.json", "w") as handle:
+        json.dump({"features": sample.numpy().tolist(), "quantiles": expected.tolist()}, handle)
+    with open(args.out[:-5] + ".evaluation.json", "w") as handle:
+        json.dump(report, handle, indent=1)
+    print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes), its test vector and held-out evaluation")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace ShadowNet.Prediction.Models;
+
+/// <summary>A model that cannot be used; the message names the file and what is wrong with it.</summary>
+public sealed class ModelRejectedException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// What a model expects and returns, carried in its ONNX metadata under <see cref="MetadataKey"/>
+/// (written by models/train.py): feature names in order, window length, step, horizon, quantiles.
+/// </summary>
+public sealed record ModelContract
+{
+    public const string MetadataKey = "shadownet.contract";
+    public const int SupportedVersion = 1;
+
+    [JsonPropertyName("version")]
+    public int Version { get; init; }
+
+    [JsonPropertyName("features")]
+    public required IReadOnlyList<string> Features { get; init; }
+
+    [JsonPropertyName("window")]
+    public int Window { get; init; }
+
+    [JsonPropertyName("step_seconds")]
+    public int StepSeconds { get; init; }
+
+    [JsonPropertyName("horizon_steps")]
+    public int HorizonSteps { get; init; }
+
+    [JsonPropertyName("quantiles")]
+    public required IReadOnlyList<double> Quantiles { get; init; }
+
+    /// <summary>Parses the metadata text; anything missing or out of range is a <see cref="ModelRejectedException"/>.</summary>
+    public static ModelContract Parse(string source, string? json)
+    {
+        if (string.IsNullOrWhiteSpace(json))
+        {
+            throw new ModelRejectedException($"model '{source}' has no '{MetadataKey}' metadata: not a ShadowNet model (export it with models/train.py)");
+        }
+
+        ModelContract? contract;
+        try
+        {
+            contract = JsonSerializer.Deserialize<ModelContract>(json);
+        }
+        catch (JsonException e)
+        {
+            throw new ModelRejectedException($"model '{source}': its contract is not valid JSON ({e.Message})", e);
+        }
+
+        if (contract is null)
+        {
+            throw new ModelRejectedException($"model '{source}': its contract is empty");
+        }
+
+        string? problem = contract switch
+        {
+            { Version: not SupportedVersion } => $"contract version {contract.Version}; this build reads version {SupportedVersion}",
+            { Features.Count: 0 } => "no features",
+            { Window: < 1 or > 10_000 } => $"window {contract.Window} is not from 1 to 10000 steps",
+            { StepSeconds: < 1 } => $"step of {contract.StepSeconds} s",
+            { HorizonSteps: < 1 } => $"horizon of {contract.HorizonSteps} steps",
+            { Quantiles.Count: 0 } => "no quantiles",
+            _ when contract.Quantiles.Any(q => q is <= 0 or >= 1) || !contract.Quantiles.SequenceEqual(contract.Quantiles.Order()) =>
+                $"quantiles [{string.Join(", ", contract.Quantiles)}] are not increasing values between 0 and 1",
+            _ => null,
+        };
+        return problem is null ? contract : throw new ModelRejectedException($"model '{source}': {problem}");
+    }
+
+    /// <summary>Refuses a model whose features are not, in order, the ones the pipeline produces.</summary>
+    public void CheckFeatures(string source, IReadOnlyList<string> pipeline)
+    {
+        if (!Features.SequenceEqual(pipeline, StringComparer.Ordinal))
+        {
+            throw new ModelRejectedException(
+                $"model '{source}' expects features [{string.Join(", ", Features)}]; the pipeline produces [{string.Join(", ", pipeline)}]");
+        }
+    }
+}
