@@ -11,6 +11,7 @@ Run with Debian's python3-torch and python3-onnx: models/train.sh (which install
 """
 
 import argparse
+import calendar
 import csv
 import glob
 import json
@@ -42,7 +43,7 @@ def nab_series(folder):
         with open(path, newline="") as handle:
             for row in csv.DictReader(handle):
                 stamp = time.strptime(row["timestamp"], "%Y-%m-%d %H:%M:%S")
-                times.append(time.mktime(stamp))
+                times.append(calendar.timegm(stamp))  # the traces' times are UTC
                 values.append(float(row["value"]))
         series.append((os.path.basename(path)[:-4], np.array(times), np.array(values)))
     return series
@@ -58,7 +59,7 @@ def instances_of(load, peak=PEAK_INSTANCES):
 def features_of(times, instances, fractional):
     """One row per step in FEATURES order, before scaling."""
     hours = (times % 86400) / 3600.0
-    days = ((times // 86400) + 4) % 7  # 1970-01-01 was a Thursday: 0 = Monday
+    days = ((times // 86400) + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
     return np.stack([
         instances,
         fractional,
@@ -71,7 +72,7 @@ def synthetic(rng, steps=4032, start=1_400_000_000):
     """Generated load shapes the traces lack, each scaled to PEAK_INSTANCES at its peak."""
     times = start + STEP_SECONDS * np.arange(steps, dtype=np.float64)
     hours = (times % 86400) / 3600.0
-    days = ((times // 86400) + 4) % 7
+    days = ((times // 86400) + 3) % 7
     shapes = []
     base = 0.5 + 0.4 * np.sin(2 * math.pi * (hours - 9) / 24)
     shapes.append(("diurnal", base + rng.normal(0, 0.03, steps)))

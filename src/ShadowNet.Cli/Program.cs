@@ -1,13 +1,14 @@
 using System.CommandLine;
 using ShadowNet.Cli.Bgp;
 using ShadowNet.Cli.Controller;
+using ShadowNet.Cli.Replay;
 
 var bgp = new Command("bgp", "BGP tools: announce routes to a router, decode captured messages")
 {
     AnnounceCommand.Create(),
     DecodeCommand.Create(),
 };
-var root = new RootCommand("shadownet: the ShadowNet command line") { bgp };
+var root = new RootCommand("shadownet: the ShadowNet command line") { bgp, ReplayCommand.Create() };
 foreach (var option in ControllerCommands.GlobalOptions)
 {
     root.Options.Add(option);

@@ -1,0 +1,58 @@
+"""Hit rate and waste per NAB trace: lstm beside seasonal-naive, an equal-waste static warm pool and
+reactive, each through `shadownet replay` (the real planner, allocator and route manager).
+
+Usage: python3 models/evaluate.py [--confidence 0.99] [--peak-instances 100]  (prints a Markdown table)
+"""
+import argparse
+import glob
+import json
+import os
+import subprocess
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+CLI = os.path.join(ROOT, "src", "ShadowNet.Cli", "bin", "Release", "net10.0", "shadownet.dll")
+
+
+def replay(trace, policy, args):
+    out = subprocess.run(["dotnet", CLI, "replay", "--trace", trace, "--policy", policy,
+                          "--peak-instances", str(args.peak_instances), "--confidence", str(args.confidence)],
+                         check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    return json.loads(out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--traces", default=os.path.join(ROOT, "..", "shared", "data", "traces", "nab"))
+    parser.add_argument("--confidence", type=float, default=0.99)
+    parser.add_argument("--peak-instances", type=int, default=100)
+    args = parser.parse_args()
+    subprocess.run(["dotnet", "build", "-c", "Release", os.path.join(ROOT, "src", "ShadowNet.Cli"), "-v", "q", "-nologo"], check=True,
+                   stdout=subprocess.DEVNULL)
+
+    print(f"confidence {args.confidence}, peak {args.peak_instances} instances; hit rate % (waste ratio)\n")
+    print("| trace | creates | lstm | seasonal-naive | static-warm:K (K) | reactive | lstm beats equal-waste warm pool |")
+    print("|---|---|---|---|---|---|---|")
+    totals = {"lstm": [0, 0], "seasonal-naive": [0, 0], "static": [0, 0], "reactive": [0, 0]}
+    wins = 0
+    traces = sorted(glob.glob(os.path.join(args.traces, "*.csv")))
+    for trace in traces:
+        lstm = replay(trace, "lstm", args)
+        naive = replay(trace, "seasonal-naive", args)
+        k = max(0, round(lstm["MeanReservedUnused"]))  # a fixed pool of K keeps K reserved: the same waste
+        warm = replay(trace, f"static-warm:{k}", args)
+        reactive = replay(trace, "reactive", args)
+        for key, result in (("lstm", lstm), ("seasonal-naive", naive), ("static", warm), ("reactive", reactive)):
+            totals[key][0] += result["Hits"]
+            totals[key][1] += result["Creates"]
+        better = lstm["HitRate"] > warm["HitRate"]
+        wins += better
+        cell = lambda r: f"{100 * r['HitRate']:.1f} ({r['WasteRatio']:.2f})"
+        print(f"| {os.path.basename(trace)[:-4]} | {lstm['Creates']} | {cell(lstm)} | {cell(naive)} | {cell(warm)} ({k}) | "
+              f"{cell(reactive)} | {'yes' if better else 'no'} |")
+    overall = {key: 100 * hits / max(1, creates) for key, (hits, creates) in totals.items()}
+    print(f"| **all** | {totals['lstm'][1]} | {overall['lstm']:.1f} | {overall['seasonal-naive']:.1f} | {overall['static']:.1f} | "
+          f"{overall['reactive']:.1f} | {wins} of {len(traces)} |")
+
+
+if __name__ == "__main__":
+    main()

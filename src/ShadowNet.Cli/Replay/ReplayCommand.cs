@@ -1,0 +1,201 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Net;
+using System.Text.Json;
+using ShadowNet.Addressing;
+using ShadowNet.Addressing.Pools;
+using ShadowNet.Bgp.Sessions;
+using ShadowNet.Cli.Controller;
+using ShadowNet.Controller.Allocation;
+using ShadowNet.Controller.Planning;
+using ShadowNet.Controller.Routing;
+using ShadowNet.Controller.State;
+using ShadowNet.Hooks.Udp;
+using ShadowNet.Prediction.Features;
+using ShadowNet.Prediction.Forecasting;
+using ShadowNet.Prediction.Models;
+
+namespace ShadowNet.Cli.Replay;
+
+/// <summary>
+/// <c>shadownet replay</c>, the evaluation contract of DESIGN.md: a real load series becomes instance
+/// counts (<c>instances = ceil(load / capacity)</c>, capacity so the peak is <c>--peak-instances</c>); each
+/// step the policy's forecast goes through the real planner, allocator (SQLite store in a temporary
+/// folder) and route manager (an in-process speaker, no network), then the step's creates and deletes
+/// run through the route manager. Prints one JSON object: creates, hits, misses, hit rate, mean
+/// reserved-but-unused addresses and the waste ratio (that mean over mean active instances).
+/// </summary>
+internal static class ReplayCommand
+{
+    private const string Application = "replay";
+    private const int SeasonSteps = 288; // a day of 5-minute steps
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    public static Command Create()
+    {
+        var trace = new Option<FileInfo>("--trace") { Description = "CSV with 'timestamp,value' rows (the NAB format)", Required = true };
+        var policy = new Option<string>("--policy") { Description = "lstm, seasonal-naive, static-warm:K or reactive", DefaultValueFactory = _ => "lstm" };
+        var peak = new Option<int>("--peak-instances") { Description = "Instances at the trace's peak", DefaultValueFactory = _ => 100 };
+        var confidence = new Option<double>("--confidence") { Description = "Forecast quantile to prepare for", DefaultValueFactory = _ => 0.99 };
+        var model = new Option<FileInfo?>("--model") { Description = "ONNX model for the lstm policy (default: models/shadownet-lstm.onnx above the current folder)" };
+        var command = new Command("replay", "Replay a load trace through the real planner, allocator and route manager; print hit rate and waste as JSON")
+        {
+            trace, policy, peak, confidence, model,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            var forecaster = Forecaster(parse.GetValue(policy)!, parse.GetValue(model), out var owned);
+            using (owned)
+            {
+                var result = await RunAsync(parse.GetValue(trace)!, forecaster, parse.GetValue(peak), parse.GetValue(confidence), ct);
+                Console.WriteLine(JsonSerializer.Serialize(result, Indented));
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static IInstanceForecaster Forecaster(string policy, FileInfo? model, out IDisposable? owned)
+    {
+        owned = null;
+        switch (policy)
+        {
+            case "reactive":
+                return new ReactiveForecaster();
+            case "seasonal-naive":
+                return new SeasonalNaiveForecaster(SeasonSteps, 3);
+            case "lstm":
+                var path = model?.FullName ?? FindModel();
+                try
+                {
+                    var onnx = OnnxForecaster.Load(path, ApplicationHistory.FeatureNames);
+                    owned = onnx;
+                    return new LstmForecaster(onnx);
+                }
+                catch (ModelRejectedException e)
+                {
+                    throw new UsageException(e.Message);
+                }
+
+            default:
+                return policy.StartsWith("static-warm:", StringComparison.Ordinal) && int.TryParse(policy["static-warm:".Length..], CultureInfo.InvariantCulture, out var warm) && warm >= 0
+                    ? new StaticWarmForecaster(warm)
+                    : throw new UsageException($"--policy: '{policy}' is not lstm, seasonal-naive, static-warm:K or reactive");
+        }
+    }
+
+    private static string FindModel()
+    {
+        for (var directory = new DirectoryInfo(Environment.CurrentDirectory); directory is not null; directory = directory.Parent)
+        {
+            var candidate = Path.Combine(directory.FullName, "models", "shadownet-lstm.onnx");
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+
+        throw new UsageException("no models/shadownet-lstm.onnx above the current folder: give --model");
+    }
+
+    private static async Task<ReplayResult> RunAsync(FileInfo trace, IInstanceForecaster forecaster, int peakInstances, double confidence, CancellationToken ct)
+    {
+        var (times, load) = ReadTrace(trace);
+        var capacity = Math.Max(load.Max(), 1e-9) / peakInstances;
+        var folder = Directory.CreateTempSubdirectory("shadownet-replay-").FullName;
+        try
+        {
+            PoolDefinition[] pools =
+            [
+                new("shadow", PoolKind.Shadow, [IPNetwork.Parse("10.64.0.0/16")]),
+                new("dynamic", PoolKind.Dynamic, [IPNetwork.Parse("10.65.0.0/16")]),
+            ];
+            await using var allocator = DurableAllocator.Open(pools, SqliteAllocationStore.Open(Path.Combine(folder, "state.db"), StoreSync.Normal));
+            await using var speaker = new BgpSpeaker(new BgpSpeakerOptions { LocalAs = 65000, RouterId = IPAddress.Parse("127.0.0.1") });
+            var manager = new ActiveRouteManager(allocator, speaker, pools, new RouteManagerOptions { DefaultNextHopV4 = IPAddress.Parse("192.0.2.1") });
+            var planner = new ReservationPlanner(manager, allocator, new PlannerOptions());
+            var history = new ApplicationHistory(SeasonSteps + 64, 300);
+            var live = new Queue<string>();
+            long creates = 0, hits = 0, misses = 0, instanceNumber = 0;
+            double reservedSum = 0, activeSum = 0;
+
+            for (var t = 0; t < load.Length; t++)
+            {
+                var instances = (int)Math.Max(1, Math.Ceiling(load[t] / capacity - 1e-9));
+                while (live.Count < instances)
+                {
+                    var id = $"i{instanceNumber++}";
+                    var outcome = await manager.CreateAsync(id, Application, IpFamily.IPv4, null, ct);
+                    creates++;
+                    if (outcome.Status == HookStatus.Hit)
+                    {
+                        hits++;
+                    }
+                    else if (outcome.Status == HookStatus.Miss)
+                    {
+                        misses++;
+                    }
+                    else
+                    {
+                        throw new InvalidOperationException($"create {id} failed: {outcome.Status}");
+                    }
+
+                    live.Enqueue(id);
+                }
+
+                while (live.Count > instances)
+                {
+                    await manager.DeleteAsync(live.Dequeue(), Application, IpFamily.IPv4, ct);
+                }
+
+                history.Add(times[t], instances, (float)(load[t] / capacity));
+                var forecast = forecaster.Forecast(history, confidence) ?? instances;
+                var step = await planner.PlanAsync(Application, IpFamily.IPv4, forecast, DateTimeOffset.FromUnixTimeSeconds(times[t]), ct);
+                reservedSum += step.Reserved;
+                activeSum += instances;
+            }
+
+            var meanReserved = reservedSum / load.Length;
+            var meanActive = activeSum / load.Length;
+            return new ReplayResult(trace.Name, forecaster.Name, load.Length, creates, hits, misses,
+                creates == 0 ? 1 : (double)hits / creates, meanReserved, meanActive, meanReserved / meanActive);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    private static (long[] Times, double[] Load) ReadTrace(FileInfo trace)
+    {
+        var times = new List<long>();
+        var load = new List<double>();
+        var line = 0;
+        foreach (var row in File.ReadLines(trace.FullName))
+        {
+            line++;
+            if (line == 1 && row.StartsWith("timestamp", StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+
+            var parts = row.Split(',');
+            if (parts.Length != 2
+                || !DateTime.TryParse(parts[0], CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var at)
+                || !double.TryParse(parts[1], CultureInfo.InvariantCulture, out var value) || !double.IsFinite(value) || value < 0)
+            {
+                throw new UsageException($"{trace.Name} line {line}: '{row}' is not 'timestamp,value' with a non-negative value");
+            }
+
+            times.Add(new DateTimeOffset(at, TimeSpan.Zero).ToUnixTimeSeconds());
+            load.Add(value);
+        }
+
+        return load.Count == 0 ? throw new UsageException($"{trace.Name}: no rows") : ([.. times], [.. load]);
+    }
+
+    private sealed record ReplayResult(
+        string Trace, string Policy, int Steps, long Creates, long Hits, long Misses, double HitRate,
+        double MeanReservedUnused, double MeanActive, double WasteRatio);
+}
