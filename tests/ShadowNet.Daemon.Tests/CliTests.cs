@@ -70,6 +70,37 @@ public class CliTests
         }
     }
 
+    [Fact]
+    public async Task ReplayCountsHitsAndWasteThroughTheRealAllocatorForEachPolicy()
+    {
+        using var folder = new TempDirectory("replay");
+        var trace = folder.File("trace.csv");
+        var start = new DateTime(2024, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        await File.WriteAllLinesAsync(trace, ["timestamp,value", .. Enumerable.Range(0, 400).Select(i =>
+            $"{start.AddMinutes(5 * i):yyyy-MM-dd HH:mm:ss},{50 + (40 * Math.Sin(i * 2 * Math.PI / 96)):0.###}")]);
+
+        async Task<JsonNode> ReplayAsync(string policy)
+        {
+            var run = await CliAsync("replay", "--trace", trace, "--policy", policy, "--peak-instances", "20", "--model", Repository.File("models", "shadownet-lstm.onnx"));
+            Assert.True(run.Exit == 0, run.Stderr);
+            return JsonNode.Parse(run.Stdout)!;
+        }
+
+        var reactive = await ReplayAsync("reactive");
+        var warm = await ReplayAsync("static-warm:3");
+        var lstm = await ReplayAsync("lstm");
+        var creates = (long)reactive["Creates"]!;
+        Assert.True(creates > 20, $"{creates} creates");
+        Assert.Equal((0L, creates, 0.0), ((long)reactive["Hits"]!, (long)reactive["Misses"]!, (double)reactive["WasteRatio"]!));
+        Assert.Equal(3.0, (double)warm["MeanReservedUnused"]!, 1);
+        Assert.True((double)warm["HitRate"]! > 0.5, warm.ToJsonString());
+        Assert.Equal(creates, (long)lstm["Hits"]! + (long)lstm["Misses"]!);
+        Assert.True((double)lstm["HitRate"]! > 0.5, lstm.ToJsonString());
+
+        var wrong = await CliAsync("replay", "--trace", trace, "--policy", "psychic");
+        Assert.Equal((2, "shadownet: --policy: 'psychic' is not lstm, seasonal-naive, static-warm:K or reactive\n"), (wrong.Exit, wrong.Stderr));
+    }
+
     /// <summary>The CLI in its own output folder, built in the same configuration as this test.</summary>
     private static string Cli => Path.Combine(Repository.Root, "src", "ShadowNet.Cli", "bin",
         Path.GetFileName(Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(AppContext.BaseDirectory)))!, "net10.0", "shadownet.dll");
