@@ -129,7 +129,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--traces", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "traces", "nab"))
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "shadownet-lstm.onnx"))
-    parser.add_argument("--seconds", type=float, default=180, help="training time budget on the CPU")
+    parser.add_argument("--seconds", type=float, default=600, help="training time budget on the CPU")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--from", dest="misses", help="JSON lines of misses (shadownet export-training-data); not yet used")
     args = parser.parse_args()
