@@ -5,7 +5,9 @@ using ShadowNet.Controller.Allocation;
 using ShadowNet.Controller.Routing;
 using ShadowNet.Controller.State;
 using ShadowNet.Controller.Telemetry;
+using ShadowNet.Controller.Planning;
 using ShadowNet.Daemon.Configuration;
+using ShadowNet.Daemon.Prediction;
 using ShadowNet.Hooks.Udp;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
@@ -34,6 +36,9 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
 
     public DateTimeOffset Started { get; private set; }
 
+    /// <summary>The forecast loop, when the configuration has a <c>prediction</c> section.</summary>
+    public ForecastLoop? Forecasts { get; private set; }
+
     /// <summary>The running parts, for the gRPC API; null until start-up has finished.</summary>
     public (DurableAllocator Allocator, BgpSpeaker Speaker, ActiveRouteManager Manager, HookServer? Hooks)? Parts { get; private set; }
 
@@ -51,7 +56,7 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         {
             // The Prometheus text format over a bare HttpListener: no web stack for one endpoint.
             _exporter = Sdk.CreateMeterProviderBuilder()
-                .AddMeter(DaemonMetrics.MeterName, HookServer.MeterName, ActiveRouteManager.MeterName)
+                .AddMeter(DaemonMetrics.MeterName, DaemonMetrics.MeterName + ".Prediction", HookServer.MeterName, ActiveRouteManager.MeterName)
                 .AddPrometheusHttpListener(o =>
                 {
                     o.Host = endPoint.Address.ToString();
@@ -85,6 +90,13 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             _hooks.Start();
         }
 
+        if (configuration.Prediction is { } prediction)
+        {
+            var planner = new ReservationPlanner(manager, _allocator, new PlannerOptions());
+            Forecasts = new ForecastLoop(prediction, planner, TimeProvider.System, loggers.CreateLogger("shadownetd.prediction"));
+            Forecasts.Start();
+        }
+
         Started = DateTimeOffset.UtcNow;
         Parts = (_allocator, _speaker, manager, _hooks);
         Log.Started(_log, configuration.StorePath, restored, _hooks?.LocalEndPoint.ToString() ?? "off");
@@ -101,6 +113,11 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             }
 
             await _hooks.DisposeAsync();
+        }
+
+        if (Forecasts is not null)
+        {
+            await Forecasts.DisposeAsync();
         }
 
         if (_speaker is not null)

@@ -138,6 +138,53 @@ public class GrpcApiTests
         }
     }
 
+    [Fact]
+    public async Task ForecastLoopReservesForReportedInstancesAndARefusedModelLeavesTheFallbackInCharge()
+    {
+        using var folder = new TempDirectory("daemon-forecast");
+        var garbage = folder.File("model.onnx");
+        await File.WriteAllTextAsync(garbage, "not a model");
+        var (file, grpcPort) = await WriteConfigAsync(folder, TestPorts.Next());
+        var metricsPort = TestPorts.Next();
+        var config = JsonNode.Parse(await File.ReadAllTextAsync(file))!.AsObject();
+        config["prediction"] = new JsonObject { ["model"] = garbage, ["fallback"] = "static-warm:3", ["stepSeconds"] = 1 };
+        config["metrics"] = new JsonObject { ["listen"] = $"127.0.0.1:{metricsPort}" };
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+        using var daemon = Start(file);
+        try
+        {
+            using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{grpcPort}");
+            var api = new ControllerClient(channel);
+            await WaitForApiAsync(api);
+            using (var report = api.ReportMetrics())
+            {
+                await report.RequestStream.WriteAsync(Sample("web", ("instances", 2), ("load", 1.7)));
+                await report.RequestStream.CompleteAsync();
+                Assert.Equal(1, (await report.ResponseAsync).Accepted);
+            }
+
+            // Within a step or two: 2 running (reported) + 3 warm expected; nothing allocated yet, so 5 reserved.
+            var forecast = await Eventually.WaitAsync(async () => (await api.GetForecastAsync(new GetForecastRequest { Application = "web" })).Forecasts.FirstOrDefault(),
+                f => f is { Reserved: 5 }, Patience);
+            Assert.NotNull(forecast);
+            Assert.Equal(("static-warm:3", 5, 5, 0, 29), (forecast.Forecaster, forecast.Expected, forecast.Reserved, forecast.Active, forecast.PrefixLength));
+            Assert.Equal(5, (await api.ListAllocationsAsync(new ListAllocationsRequest { Application = "web" })).Allocations.Count(a => a.State == "reserved"));
+
+            // The damaged model was refused and counted; the fallback forecasts.
+            Assert.Equal("static-warm:3", (await api.GetForecastAsync(new GetForecastRequest())).Forecaster);
+            using var http = new HttpClient();
+            Assert.Matches(@"shadownet_prediction_model_rejected_total\{[^}]*\} 1\b", await http.GetStringAsync($"http://127.0.0.1:{metricsPort}/metrics"));
+
+            // A create now finds its reservation.
+            Assert.Equal(Outcome.Hit, (await api.CreateInstanceAsync(new CreateInstanceRequest { Instance = "web-1", Application = "web" })).Outcome);
+        }
+        finally
+        {
+            daemon.Kill();
+            await daemon.WaitForExitAsync();
+        }
+    }
+
     private static MetricSample Sample(string application, params (string Name, double Value)[] values)
     {
         var sample = new MetricSample { Application = application, Time = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow) };

@@ -191,6 +191,29 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
         });
     }
 
+    public override Task<GetForecastReply> GetForecast(GetForecastRequest request, ServerCallContext context)
+    {
+        Running();
+        var loop = controller.Forecasts ?? throw new RpcException(new GrpcStatus(StatusCode.FailedPrecondition, "forecasting is off: the configuration has no 'prediction' section"));
+        var reply = new GetForecastReply { Forecaster = loop.ActiveForecaster, StepSeconds = (int)loop.Step.TotalSeconds };
+        foreach (var forecast in loop.Forecasts().Where(f => request.Application.Length == 0 || f.Application == request.Application))
+        {
+            reply.Forecasts.Add(new ShadowNet.Api.V1.ApplicationForecast
+            {
+                Application = forecast.Application,
+                Forecaster = forecast.Forecaster,
+                At = Timestamp.FromDateTimeOffset(forecast.At),
+                Active = forecast.Active,
+                Expected = forecast.Expected,
+                Reserved = forecast.Reserved,
+                Additional = forecast.Additional,
+                PrefixLength = 32 - (int)Math.Ceiling(Math.Log2(Math.Max(1, forecast.Expected))),
+            });
+        }
+
+        return Task.FromResult(reply);
+    }
+
     public override async Task WatchEvents(WatchEventsRequest request, IServerStreamWriter<Event> responseStream, ServerCallContext context)
     {
         var parts = Running();
@@ -248,6 +271,7 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
             }
 
             var time = sample.Time is null ? DateTimeOffset.UtcNow : sample.Time.ToDateTimeOffset();
+            controller.Forecasts?.Observe(sample.Application, time.ToUnixTimeSeconds(), sample.Values);
             if (!controller.Samples.Add(new Controller.Telemetry.MetricSample(time.ToUnixTimeMilliseconds(), sample.Application,
                     new Dictionary<string, double>(sample.Values, StringComparer.Ordinal))))
             {

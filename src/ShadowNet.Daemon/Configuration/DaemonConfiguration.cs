@@ -6,7 +6,9 @@ using ShadowNet.Addressing.Pools;
 using ShadowNet.Bgp.Sessions;
 using ShadowNet.Controller.Routing;
 using ShadowNet.Controller.State;
+using ShadowNet.Daemon.Prediction;
 using ShadowNet.Hooks.Udp;
+using ShadowNet.Prediction.Forecasting;
 using BgpFamily = ShadowNet.Bgp.Wire.AddressFamily;
 
 namespace ShadowNet.Daemon.Configuration;
@@ -46,6 +48,9 @@ public sealed record DaemonConfiguration
 
     /// <summary>Where the gRPC API listens (HTTP/2): an address:port or a Unix socket; null: off.</summary>
     public GrpcListen? GrpcListen { get; init; }
+
+    /// <summary>The forecast loop (the <c>prediction</c> section); null: no forecasting, reservations come from <c>warm</c> only.</summary>
+    public PredictionOptions? Prediction { get; init; }
 
     /// <summary>JSON-lines file that each miss is appended to, for retraining; null: misses go to the store only.</summary>
     public string? MissLogPath { get; init; }
@@ -146,6 +151,7 @@ public sealed record DaemonConfiguration
                     ? new GrpcListen(null, grpc["unix:".Length..] is { Length: > 0 } socket ? socket : throw new ConfigurationException("grpc:listen", "'unix:' needs a socket path"))
                     : new GrpcListen(EndPoint("grpc:listen", grpc), null)
                 : null,
+            Prediction = ReadPrediction(configuration.GetSection("prediction")),
             MissLogPath = configuration["events:missLog"] is { Length: > 0 } missLog ? missLog : null,
             MetricsListen = configuration["metrics:listen"] is { } metrics ? EndPoint("metrics:listen", metrics) : null,
         };
@@ -246,6 +252,39 @@ public sealed record DaemonConfiguration
         }
 
         return definition;
+    }
+
+    private static PredictionOptions? ReadPrediction(IConfigurationSection prediction)
+    {
+        if (!prediction.Exists())
+        {
+            return null;
+        }
+
+        var step = (int)OptionalUInt(prediction, "stepSeconds", 1, 86_400, 300);
+        var fallbackText = prediction["fallback"] ?? "seasonal-naive";
+        IInstanceForecaster fallback = fallbackText switch
+        {
+            "reactive" => new ReactiveForecaster(),
+            "seasonal-naive" => new SeasonalNaiveForecaster(Math.Max(1, 86_400 / step), 3),
+            _ when fallbackText.StartsWith("static-warm:", StringComparison.Ordinal)
+                && int.TryParse(fallbackText["static-warm:".Length..], CultureInfo.InvariantCulture, out var warm) && warm >= 0 => new StaticWarmForecaster(warm),
+            _ => throw new ConfigurationException("prediction:fallback", $"'{fallbackText}' is not reactive, seasonal-naive or static-warm:K"),
+        };
+        var confidence = 0.99;
+        if (prediction["confidence"] is { } text
+            && (!double.TryParse(text, CultureInfo.InvariantCulture, out confidence) || confidence is <= 0 or >= 1))
+        {
+            throw new ConfigurationException("prediction:confidence", $"'{text}' is not a number between 0 and 1");
+        }
+
+        return new PredictionOptions
+        {
+            ModelPath = prediction["model"] is { Length: > 0 } model ? Path.GetFullPath(model) : null,
+            Fallback = fallback,
+            Confidence = confidence,
+            StepSeconds = step,
+        };
     }
 
     private static StagingMode ReadStaging(IConfigurationSection pool) => pool["staging"]?.ToLowerInvariant() switch

@@ -1,0 +1,215 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Logging;
+using ShadowNet.Addressing;
+using ShadowNet.Controller.Planning;
+using ShadowNet.Prediction.Features;
+using ShadowNet.Prediction.Forecasting;
+using ShadowNet.Prediction.Models;
+
+namespace ShadowNet.Daemon.Prediction;
+
+/// <summary>What the loop last decided for one application (the gRPC GetForecast answer).</summary>
+public sealed record ApplicationForecast(string Application, string Forecaster, DateTimeOffset At, int Active, int Expected, int Reserved, int Additional);
+
+/// <summary>
+/// The Behavioral Analysis Engine in the daemon: each step (the model's, 5 minutes), every application
+/// that reports an "instances" metric gets a forecast (the ONNX model once it has a full window, else
+/// the configured baseline) that the planner turns into reservations and staged routes. A model that is
+/// missing, damaged or does not match the pipeline is refused with a log line and a metric, and the
+/// baseline carries on; a changed model file is checked and swapped in at the next step.
+/// </summary>
+internal sealed partial class ForecastLoop : IAsyncDisposable
+{
+    private static readonly Meter Meter = new(DaemonMetrics.MeterName + ".Prediction");
+    private static readonly Counter<long> Rejections = Meter.CreateCounter<long>("shadownet.prediction.model.rejected", "{model}", "Model files refused (missing, damaged, wrong contract)");
+
+    private readonly PredictionOptions _options;
+    private readonly ReservationPlanner _planner;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
+    private readonly IInstanceForecaster _fallback;
+    private readonly Dictionary<string, ApplicationHistory> _histories = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ApplicationForecast> _forecasts = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stop = new();
+    private OnnxForecaster? _model;
+    private LstmForecaster? _lstm;
+    private DateTime _modelWritten;
+    private Task? _loop;
+
+    public ForecastLoop(PredictionOptions options, ReservationPlanner planner, TimeProvider time, ILogger log)
+    {
+        _options = options;
+        _planner = planner;
+        _time = time;
+        _log = log;
+        _fallback = options.Fallback;
+        TryLoadModel();
+    }
+
+    public TimeSpan Step => TimeSpan.FromSeconds(_options.StepSeconds);
+
+    public string ActiveForecaster => _lstm?.Name ?? _fallback.Name;
+
+    public void Start() => _loop = Task.Run(RunAsync);
+
+    /// <summary>A reported sample: "instances" (required) and "load" in instance units (else the instance count).</summary>
+    public void Observe(string application, long unixSeconds, IReadOnlyDictionary<string, double> values)
+    {
+        if (!values.TryGetValue("instances", out var instances))
+        {
+            return;
+        }
+
+        var load = values.TryGetValue("load", out var l) ? l : instances;
+        lock (_histories)
+        {
+            if (!_histories.TryGetValue(application, out var history))
+            {
+                if (_histories.Count >= _options.MaxApplications)
+                {
+                    return;
+                }
+
+                _histories[application] = history = new ApplicationHistory(Math.Max(_options.HistorySteps, (_model?.Contract.Window ?? 0) + 1), _options.StepSeconds);
+            }
+
+            history.Add(unixSeconds, (float)instances, (float)load);
+        }
+    }
+
+    public IReadOnlyList<ApplicationForecast> Forecasts()
+    {
+        lock (_forecasts)
+        {
+            return [.. _forecasts.Values.OrderBy(f => f.Application, StringComparer.Ordinal)];
+        }
+    }
+
+    /// <summary>One planning step for every application (the timer calls it; tests may too).</summary>
+    public async Task StepAsync(CancellationToken cancellationToken)
+    {
+        ReloadModelIfChanged();
+        var now = _time.GetUtcNow();
+        List<(string Application, int Forecast, string By, int Active)> plans = [];
+        lock (_histories)
+        {
+            foreach (var (application, history) in _histories)
+            {
+                var by = _lstm is not null && history.Count >= _model!.Contract.Window ? (IInstanceForecaster)_lstm : _fallback;
+                var forecast = by.Forecast(history, _options.Confidence) ?? (int)history.Latest().Instances;
+                plans.Add((application, forecast, by.Name, (int)history.Latest().Instances));
+            }
+        }
+
+        foreach (var (application, forecast, by, _) in plans)
+        {
+            var step = await _planner.PlanAsync(application, IpFamily.IPv4, forecast, now, cancellationToken);
+            lock (_forecasts)
+            {
+                _forecasts[application] = new ApplicationForecast(application, by, now, step.Active, forecast, step.Reserved, Math.Max(0, forecast - step.Active));
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        if (_loop is not null)
+        {
+            try
+            {
+                await _loop;
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+
+        _model?.Dispose();
+        _stop.Dispose();
+    }
+
+    private async Task RunAsync()
+    {
+        using var timer = new PeriodicTimer(Step, _time);
+        while (await timer.WaitForNextTickAsync(_stop.Token))
+        {
+            try
+            {
+                await StepAsync(_stop.Token);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                Log.StepFailed(_log, e.Message);
+            }
+        }
+    }
+
+    private void ReloadModelIfChanged()
+    {
+        if (_options.ModelPath is { } path && File.Exists(path) && File.GetLastWriteTimeUtc(path) != _modelWritten)
+        {
+            TryLoadModel();
+        }
+    }
+
+    private void TryLoadModel()
+    {
+        if (_options.ModelPath is not { } path)
+        {
+            return;
+        }
+
+        _modelWritten = File.Exists(path) ? File.GetLastWriteTimeUtc(path) : default;
+        try
+        {
+            var model = OnnxForecaster.Load(path, ApplicationHistory.FeatureNames);
+            if (model.Contract.StepSeconds != _options.StepSeconds)
+            {
+                var step = model.Contract.StepSeconds;
+                model.Dispose();
+                throw new ModelRejectedException($"model '{path}' works in steps of {step} s; prediction:stepSeconds is {_options.StepSeconds}");
+            }
+
+            var old = _model;
+            (_model, _lstm) = (model, new LstmForecaster(model));
+            old?.Dispose();
+            Log.ModelLoaded(_log, path, model.Contract.Window, model.Contract.HorizonSteps);
+        }
+        catch (ModelRejectedException e)
+        {
+            Rejections.Add(1);
+            Log.ModelRejected(_log, e.Message, _lstm is null ? _fallback.Name : "the model loaded before");
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "forecaster model {Path} loaded: window {Window} steps, horizon {Horizon} steps")]
+        public static partial void ModelLoaded(ILogger logger, string path, int window, int horizon);
+
+        [LoggerMessage(2, LogLevel.Error, "{Problem}; forecasting with {Fallback}")]
+        public static partial void ModelRejected(ILogger logger, string problem, string fallback);
+
+        [LoggerMessage(3, LogLevel.Warning, "forecast step failed: {Problem}")]
+        public static partial void StepFailed(ILogger logger, string problem);
+    }
+}
+
+/// <summary>The <c>prediction</c> section of the configuration.</summary>
+public sealed record PredictionOptions
+{
+    /// <summary>The ONNX model; null: the fallback forecasts alone.</summary>
+    public string? ModelPath { get; init; }
+
+    /// <summary>Forecasts while the model is missing or refused, and for applications with too short a history.</summary>
+    public required IInstanceForecaster Fallback { get; init; }
+
+    public double Confidence { get; init; } = 0.99;
+
+    public int StepSeconds { get; init; } = 300;
+
+    public int HistorySteps { get; init; } = 300;
+
+    public int MaxApplications { get; init; } = 10_000;
+}
