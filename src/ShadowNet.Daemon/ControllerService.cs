@@ -56,7 +56,7 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         {
             // The Prometheus text format over a bare HttpListener: no web stack for one endpoint.
             _exporter = Sdk.CreateMeterProviderBuilder()
-                .AddMeter(DaemonMetrics.MeterName, DaemonMetrics.MeterName + ".Prediction", HookServer.MeterName, ActiveRouteManager.MeterName)
+                .AddMeter(DaemonMetrics.MeterName, ForecastLoop.MeterName, HookServer.MeterName, ActiveRouteManager.MeterName)
                 .AddPrometheusHttpListener(o =>
                 {
                     o.Host = endPoint.Address.ToString();

@@ -16,12 +16,14 @@ public sealed record ApplicationForecast(string Application, string Forecaster, 
 /// that reports an "instances" metric gets a forecast (the ONNX model once it has a full window, else
 /// the configured baseline) that the planner turns into reservations and staged routes. A model that is
 /// missing, damaged or does not match the pipeline is refused with a log line and a metric, and the
-/// baseline carries on; a changed model file is checked and swapped in at the next step.
+/// baseline carries on; a changed model file is checked and swapped in at the next step. One ONNX
+/// session serves every application, in one batch per step.
 /// </summary>
 internal sealed partial class ForecastLoop : IAsyncDisposable
 {
-    private static readonly Meter Meter = new(DaemonMetrics.MeterName + ".Prediction");
-    private static readonly Counter<long> Rejections = Meter.CreateCounter<long>("shadownet.prediction.model.rejected", "{model}", "Model files refused (missing, damaged, wrong contract)");
+    public const string MeterName = DaemonMetrics.MeterName + ".Prediction";
+    private readonly Meter _meter = new(MeterName);
+    private readonly Counter<long> _rejections;
 
     private readonly PredictionOptions _options;
     private readonly ReservationPlanner _planner;
@@ -32,7 +34,8 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
     private readonly Dictionary<string, ApplicationForecast> _forecasts = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stop = new();
     private OnnxForecaster? _model;
-    private LstmForecaster? _lstm;
+    private float[] _windows = [];
+    private float[] _quantiles = [];
     private DateTime _modelWritten;
     private Task? _loop;
 
@@ -43,14 +46,22 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
         _time = time;
         _log = log;
         _fallback = options.Fallback;
+        _rejections = _meter.CreateCounter<long>("shadownet.prediction.model.rejected", "{model}", "Model files refused (missing, damaged, wrong contract)");
+        _meter.CreateObservableGauge("shadownet.prediction.instances.expected", () => Measure(f => f.Expected), "{instance}",
+            "Most instances expected over the horizon at the configured confidence, per application");
+        _meter.CreateObservableGauge("shadownet.prediction.addresses.additional", () => Measure(f => f.Additional), "{address}",
+            "Addresses to have ready beyond the running instances, per application");
         TryLoadModel();
     }
 
     public TimeSpan Step => TimeSpan.FromSeconds(_options.StepSeconds);
 
-    public string ActiveForecaster => _lstm?.Name ?? _fallback.Name;
+    public string ActiveForecaster => _model is null ? _fallback.Name : "lstm";
 
     public void Start() => _loop = Task.Run(RunAsync);
+
+    private IEnumerable<Measurement<int>> Measure(Func<ApplicationForecast, int> value) =>
+        Forecasts().Select(f => new Measurement<int>(value(f), new KeyValuePair<string, object?>("application", f.Application)));
 
     /// <summary>A reported sample: "instances" (required) and "load" in instance units (else the instance count).</summary>
     public void Observe(string application, long unixSeconds, IReadOnlyDictionary<string, double> values)
@@ -85,29 +96,76 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
         }
     }
 
-    /// <summary>One planning step for every application (the timer calls it; tests may too).</summary>
+    /// <summary>
+    /// One planning step for every application (the timer calls it; tests may too). Applications with a
+    /// full window go through the model in one batch; the others get the fallback's forecast.
+    /// </summary>
     public async Task StepAsync(CancellationToken cancellationToken)
     {
         ReloadModelIfChanged();
         var now = _time.GetUtcNow();
-        List<(string Application, int Forecast, string By, int Active)> plans = [];
+        var plans = new List<(string Application, int Forecast, string By)>();
         lock (_histories)
         {
+            var batched = new List<(string Application, float Scale)>();
             foreach (var (application, history) in _histories)
             {
-                var by = _lstm is not null && history.Count >= _model!.Contract.Window ? (IInstanceForecaster)_lstm : _fallback;
-                var forecast = by.Forecast(history, _options.Confidence) ?? (int)history.Latest().Instances;
-                plans.Add((application, forecast, by.Name, (int)history.Latest().Instances));
+                if (_model is not null && history.Count >= _model.Contract.Window)
+                {
+                    EnsureBatchCapacity(batched.Count + 1);
+                    var scale = history.WriteWindow(_model.Contract.Window, _windows.AsSpan(batched.Count * _model.WindowValues, _model.WindowValues));
+                    batched.Add((application, scale));
+                }
+                else
+                {
+                    plans.Add((application, _fallback.Forecast(history, _options.Confidence) ?? (int)history.Latest().Instances, _fallback.Name));
+                }
+            }
+
+            if (batched.Count > 0)
+            {
+                var model = _model!;
+                var quantiles = model.Contract.Quantiles.Count;
+                model.Predict(_windows, batched.Count, _quantiles);
+                var index = QuantileIndex(model.Contract.Quantiles, _options.Confidence);
+                for (var i = 0; i < batched.Count; i++)
+                {
+                    var expected = (int)Math.Ceiling(Math.Max(0, _quantiles[(i * quantiles) + index] * batched[i].Scale) - 1e-4);
+                    plans.Add((batched[i].Application, expected, "lstm"));
+                }
             }
         }
 
-        foreach (var (application, forecast, by, _) in plans)
+        foreach (var (application, forecast, by) in plans)
         {
             var step = await _planner.PlanAsync(application, IpFamily.IPv4, forecast, now, cancellationToken);
             lock (_forecasts)
             {
                 _forecasts[application] = new ApplicationForecast(application, by, now, step.Active, forecast, step.Reserved, Math.Max(0, forecast - step.Active));
             }
+        }
+    }
+
+    private static int QuantileIndex(IReadOnlyList<double> quantiles, double confidence)
+    {
+        var index = 0;
+        while (index < quantiles.Count - 1 && quantiles[index] < confidence - 1e-9)
+        {
+            index++;
+        }
+
+        return index;
+    }
+
+    /// <summary>Batch buffers grow in steps of 256 applications and are kept: a steady loop allocates nothing.</summary>
+    private void EnsureBatchCapacity(int applications)
+    {
+        var model = _model!;
+        if (_windows.Length < applications * model.WindowValues)
+        {
+            var capacity = ((applications / 256) + 1) * 256;
+            Array.Resize(ref _windows, capacity * model.WindowValues);
+            Array.Resize(ref _quantiles, capacity * model.Contract.Quantiles.Count);
         }
     }
 
@@ -126,6 +184,7 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
         }
 
         _model?.Dispose();
+        _meter.Dispose();
         _stop.Dispose();
     }
 
@@ -171,15 +230,19 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
                 throw new ModelRejectedException($"model '{path}' works in steps of {step} s; prediction:stepSeconds is {_options.StepSeconds}");
             }
 
-            var old = _model;
-            (_model, _lstm) = (model, new LstmForecaster(model));
-            old?.Dispose();
+            lock (_histories)
+            {
+                var old = _model;
+                (_model, _windows, _quantiles) = (model, [], []);
+                old?.Dispose();
+            }
+
             Log.ModelLoaded(_log, path, model.Contract.Window, model.Contract.HorizonSteps);
         }
         catch (ModelRejectedException e)
         {
-            Rejections.Add(1);
-            Log.ModelRejected(_log, e.Message, _lstm is null ? _fallback.Name : "the model loaded before");
+            _rejections.Add(1);
+            Log.ModelRejected(_log, e.Message, _model is null ? _fallback.Name : "the model loaded before");
         }
     }
 
