@@ -104,6 +104,40 @@ def windows(feature_rows, instances, begin, end):
     return np.array(xs, dtype=np.float32), np.array(ys, dtype=np.float32)
 
 
+def miss_windows(path):
+    """Training windows from exported misses: the WINDOW steps before the last HORIZON ones, and the most
+    instances in those HORIZON steps (the peak the plan missed). A window's samples need 'instances'
+    (and optionally 'load'); they are put on the 5-minute grid, the latest sample of a step winning."""
+    xs, ys, skipped = [], [], 0
+    with open(path) as handle:
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            miss = json.loads(line)
+            samples = ((miss.get("window") or {}).get("samples")) or []
+            steps = {}
+            for sample in samples:
+                if "instances" in sample and "timeMs" in sample:
+                    step = int(sample["timeMs"] // 1000 // STEP_SECONDS)
+                    steps[step] = (float(sample["instances"]), float(sample.get("load", sample["instances"])))
+            ordered = sorted(steps)
+            if len(ordered) < WINDOW + HORIZON or ordered[-1] - ordered[0] + 1 != len(ordered):
+                skipped += 1
+                continue
+            ordered = ordered[-(WINDOW + HORIZON):]
+            times = np.array([step * STEP_SECONDS for step in ordered], dtype=np.float64)
+            instances = np.array([steps[step][0] for step in ordered])
+            load = np.array([steps[step][1] for step in ordered])
+            rows = features_of(times, instances, load)
+            x, y = windows(rows, instances, WINDOW, WINDOW + HORIZON + 1)
+            xs.append(x)
+            ys.append(y)
+    if not xs:
+        return np.zeros((0, WINDOW, len(FEATURES)), dtype=np.float32), np.zeros((0,), dtype=np.float32), skipped
+    return np.concatenate(xs), np.concatenate(ys), skipped
+
+
 class Forecaster(nn.Module):
     """LSTM over the window; quantiles kept in order by adding non-negative steps to the median."""
 
@@ -131,10 +165,9 @@ def main():
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "shadownet-lstm.onnx"))
     parser.add_argument("--seconds", type=float, default=600, help="training time budget on the CPU")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--from", dest="misses", help="JSON lines of misses (shadownet export-training-data); not yet used")
+    parser.add_argument("--from", dest="misses", help="JSON lines of misses (shadownet export-training-data): their windows are added to training, weighted")
+    parser.add_argument("--miss-weight", type=int, default=10, help="how many times each miss window counts")
     args = parser.parse_args()
-    if args.misses:
-        raise SystemExit("--from: retraining on exported misses is not implemented yet")
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -154,6 +187,12 @@ def main():
         x, y = windows(features_of(times, instances, fractional), instances, 0, len(load))
         train_x.append(x)
         train_y.append(y)
+    if args.misses:
+        mx, my, skipped = miss_windows(args.misses)
+        print(f"misses: {len(mx)} windows from {args.misses} ({skipped} too short), each counted {args.miss_weight} times")
+        for _ in range(args.miss_weight if len(mx) else 0):
+            train_x.append(mx)
+            train_y.append(my)
     x = torch.from_numpy(np.concatenate(train_x))
     y = torch.from_numpy(np.concatenate(train_y))
     print(f"training windows: {len(x)}; held out: {sum(len(h[1][0]) for h in held_out)}")
@@ -203,6 +242,7 @@ def main():
         "trained": {"seconds": round(time.time() - started), "epochs": epoch, "seed": args.seed,
                     "data": "NAB AWS CloudWatch traces (first 70% of each, MIT) + generated diurnal/weekly/flash-crowd/deploy-wave"},
     }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     dummy = x[:2]
     torch.onnx.export(model, dummy, args.out, input_names=["features"], output_names=["quantiles"],
                       dynamic_axes={"features": {0: "batch"}, "quantiles": {0: "batch"}}, opset_version=14)

@@ -1,5 +1,8 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Net.Client;
+using ShadowNet.Api.V1;
 using static ShadowNet.Daemon.Tests.Shadownetd;
 
 namespace ShadowNet.Daemon.Tests;
@@ -99,6 +102,60 @@ public class CliTests
 
         var wrong = await CliAsync("replay", "--trace", trace, "--policy", "psychic");
         Assert.Equal((2, "shadownet: --policy: 'psychic' is not lstm, seasonal-naive, static-warm:K or reactive\n"), (wrong.Exit, wrong.Stderr));
+    }
+
+    [Fact]
+    public async Task ExportTrainingDataWritesEachMissWithTheMetricWindowReportedBeforeIt()
+    {
+        using var folder = new TempDirectory("daemon-export");
+        var grpcPort = TestPorts.Next();
+        var config = Config(folder.File("state.db"), TestPorts.Next(), FreeUdpPort());
+        config["grpc"] = new JsonObject { ["listen"] = $"127.0.0.1:{grpcPort}" };
+        var file = folder.File("shadownetd.json");
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+        var server = $"http://127.0.0.1:{grpcPort}";
+        using var daemon = Start(file);
+        try
+        {
+            var status = await Eventually.WaitAsync(() => CliAsync("status", "--server", server), r => r.Exit == 0, Patience);
+            Assert.True(status.Exit == 0, status.Stderr);
+            using var channel = GrpcChannel.ForAddress(server);
+            var api = new ShadowNet.Api.V1.Controller.ControllerClient(channel);
+            var start = DateTimeOffset.UtcNow.AddMinutes(-5 * 45);
+            using (var report = api.ReportMetrics())
+            {
+                for (var i = 0; i < 45; i++)
+                {
+                    var sample = new MetricSample { Application = "db", Time = Timestamp.FromDateTimeOffset(start.AddMinutes(5 * i)) };
+                    sample.Values["instances"] = 4 + (i % 3);
+                    await report.RequestStream.WriteAsync(sample);
+                }
+
+                await report.RequestStream.CompleteAsync();
+                await report.ResponseAsync;
+            }
+
+            Assert.Equal(Outcome.Miss, (await api.CreateInstanceAsync(new CreateInstanceRequest { Instance = "db-1", Application = "db" })).Outcome);
+            Assert.Equal(Outcome.Miss, (await api.CreateInstanceAsync(new CreateInstanceRequest { Instance = "web-1", Application = "web" })).Outcome);
+
+            var export = folder.File("misses.jsonl");
+            var lines = await Eventually.WaitAsync(async () =>
+            {
+                await CliAsync("export-training-data", "--out", export, "--server", server);
+                return File.Exists(export) ? await File.ReadAllLinesAsync(export) : [];
+            }, l => l.Length == 2, Patience);
+            var db = JsonNode.Parse(lines[0])!;
+            Assert.Equal(("miss", "db", "db-1", "10.9.0.2"), ((string)db["event"]!, (string)db["application"]!, (string)db["instance"]!, (string)db["address"]!));
+            var samples = db["window"]!["samples"]!.AsArray();
+            Assert.Equal(45, samples.Count);
+            Assert.Equal([4.0, 5.0, 6.0], samples.Take(3).Select(s => (double)s!["instances"]!));
+            Assert.Null(JsonNode.Parse(lines[1])!["window"]); // web reported nothing
+        }
+        finally
+        {
+            daemon.Kill();
+            await daemon.WaitForExitAsync();
+        }
     }
 
     /// <summary>The CLI in its own output folder, built in the same configuration as this test.</summary>

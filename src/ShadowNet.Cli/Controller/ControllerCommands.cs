@@ -59,6 +59,7 @@ internal static class ControllerCommands
                 reply.Routes.Select(r => new[] { r.Prefix, r.NextHop, r.State, string.Join(' ', r.Communities) }))
                 + $"{reply.Held} reservations held (staged, not sent)\n"),
         Hook(),
+        ExportTrainingDataCommand.Create(),
     ];
 
     private static Command Query<TReply>(string name, string description, Func<ControllerClient, Task<TReply>> call, Func<TReply, string> table)
@@ -204,7 +205,7 @@ internal static class ControllerCommands
         }
     }
 
-    private static async Task<int> RunAsync(ParseResult parse, Func<ControllerClient, Task> call)
+    internal static async Task<int> RunAsync(ParseResult parse, Func<ControllerClient, Task> call)
     {
         var server = parse.GetValue(Server)!;
         try

@@ -191,6 +191,38 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
         });
     }
 
+    public override async Task<ListMissesReply> ListMisses(ListMissesRequest request, ServerCallContext context)
+    {
+        var parts = Running();
+        var limit = request.Limit switch
+        {
+            0 => 1000,
+            < 0 or > MaxPage => throw Invalid($"limit: {request.Limit} is not from 0 to {MaxPage}"),
+            var n => n,
+        };
+        if (request.AfterId < 0)
+        {
+            throw Invalid($"after_id: {request.AfterId} is negative");
+        }
+
+        var reply = new ListMissesReply();
+        foreach (var (id, miss) in await parts.Allocator.LoadMissesAsync(request.AfterId, limit, context.CancellationToken))
+        {
+            reply.Misses.Add(new Miss
+            {
+                Id = id,
+                Time = Timestamp.FromDateTimeOffset(DateTimeOffset.FromUnixTimeMilliseconds(miss.TimeMs)),
+                Application = miss.Application,
+                Instance = miss.Instance,
+                Address = miss.Address.ToString(),
+                Host = miss.Host?.ToString() ?? "",
+                WindowJson = miss.Window ?? "",
+            });
+        }
+
+        return reply;
+    }
+
     public override Task<GetForecastReply> GetForecast(GetForecastRequest request, ServerCallContext context)
     {
         Running();
