@@ -66,12 +66,7 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
     public override async Task<ListAllocationsReply> ListAllocations(ListAllocationsRequest request, ServerCallContext context)
     {
         var parts = Running();
-        var limit = request.Limit switch
-        {
-            0 => 1000,
-            < 0 or > MaxPage => throw Invalid($"limit: {request.Limit} is not from 0 to {MaxPage}"),
-            var n => n,
-        };
+        var limit = PageLimit(request.Limit);
         Address? after = null;
         if (request.After.Length > 0)
         {
@@ -194,12 +189,7 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
     public override async Task<ListMissesReply> ListMisses(ListMissesRequest request, ServerCallContext context)
     {
         var parts = Running();
-        var limit = request.Limit switch
-        {
-            0 => 1000,
-            < 0 or > MaxPage => throw Invalid($"limit: {request.Limit} is not from 0 to {MaxPage}"),
-            var n => n,
-        };
+        var limit = PageLimit(request.Limit);
         if (request.AfterId < 0)
         {
             throw Invalid($"after_id: {request.AfterId} is negative");
@@ -318,6 +308,13 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
 
     private (Controller.Allocation.DurableAllocator Allocator, BgpSpeaker Speaker, Controller.Routing.ActiveRouteManager Manager, HookServer? Hooks) Running() =>
         controller.Parts ?? throw new RpcException(new GrpcStatus(StatusCode.Unavailable, "shadownetd is starting or stopping"));
+
+    private static int PageLimit(int limit) => limit switch
+    {
+        0 => 1000,
+        < 0 or > MaxPage => throw Invalid($"limit: {limit} is not from 0 to {MaxPage}"),
+        _ => limit,
+    };
 
     private static IpFamily Check(Family family) => family switch
     {
