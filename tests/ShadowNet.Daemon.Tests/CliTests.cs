@@ -101,7 +101,7 @@ public class CliTests
         Assert.True((double)lstm["HitRate"]! > 0.5, lstm.ToJsonString());
 
         var wrong = await CliAsync("replay", "--trace", trace, "--policy", "psychic");
-        Assert.Equal((2, "shadownet: --policy: 'psychic' is not lstm, seasonal-naive, static-warm:K or reactive\n"), (wrong.Exit, wrong.Stderr));
+        Assert.Equal((2, "shadownet: --policy: 'psychic' is not lstm, seasonal-naive, ewma, static-warm:K or reactive\n"), (wrong.Exit, wrong.Stderr));
     }
 
     [Fact]

@@ -30,7 +30,7 @@ public class DaemonTests
         { "grpc", "{\"listen\":\"nowhere\"}", "grpc:listen: 'nowhere' is not an address:port" },
         { "metrics", "{\"listen\":\"127.0.0.1:0\"}", "metrics:listen: '127.0.0.1:0' is not an address:port" },
         { "warm", "[{\"application\":\"web\",\"count\":-1}]", "warm:0:count: '-1' is not a whole number" },
-        { "prediction", "{\"fallback\":\"psychic\"}", "prediction:fallback: 'psychic' is not reactive, seasonal-naive or static-warm:K" },
+        { "prediction", "{\"fallback\":\"psychic\"}", "prediction:fallback: 'psychic' is not reactive, seasonal-naive, ewma or static-warm:K" },
         { "prediction", "{\"confidence\":1.5}", "prediction:confidence: '1.5' is not a number between 0 and 1" },
         { "pools.0.staging", "\"sent\"", "pools:0:staging: 'sent' is not 'held' or 'community'" },
         { "routes.shadowCommunity", "\"65003:1:0:0\"", "routes:shadowCommunity: '65003:1:0:0' is not a community" },

@@ -34,7 +34,7 @@ internal static class ReplayCommand
     public static Command Create()
     {
         var trace = new Option<FileInfo>("--trace") { Description = "CSV with 'timestamp,value' rows (the NAB format)", Required = true };
-        var policy = new Option<string>("--policy") { Description = "lstm, seasonal-naive, static-warm:K or reactive", DefaultValueFactory = _ => "lstm" };
+        var policy = new Option<string>("--policy") { Description = "lstm, seasonal-naive, ewma, static-warm:K or reactive", DefaultValueFactory = _ => "lstm" };
         var peak = new Option<int>("--peak-instances") { Description = "Instances at the trace's peak", DefaultValueFactory = _ => 100 };
         var confidence = new Option<double>("--confidence") { Description = "Forecast quantile to prepare for", DefaultValueFactory = _ => 0.99 };
         var model = new Option<FileInfo?>("--model") { Description = "ONNX model for the lstm policy (default: models/shadownet-lstm.onnx above the current folder)" };
@@ -65,6 +65,8 @@ internal static class ReplayCommand
                 return new ReactiveForecaster();
             case "seasonal-naive":
                 return new SeasonalNaiveForecaster(SeasonSteps, 3);
+            case "ewma":
+                return new EwmaForecaster();
             case "lstm":
                 var path = model?.FullName ?? FindModel();
                 try
@@ -81,7 +83,7 @@ internal static class ReplayCommand
             default:
                 return policy.StartsWith("static-warm:", StringComparison.Ordinal) && int.TryParse(policy["static-warm:".Length..], CultureInfo.InvariantCulture, out var warm) && warm >= 0
                     ? new StaticWarmForecaster(warm)
-                    : throw new UsageException($"--policy: '{policy}' is not lstm, seasonal-naive, static-warm:K or reactive");
+                    : throw new UsageException($"--policy: '{policy}' is not lstm, seasonal-naive, ewma, static-warm:K or reactive");
         }
     }
 

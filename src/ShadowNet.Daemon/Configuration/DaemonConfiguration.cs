@@ -267,9 +267,10 @@ public sealed record DaemonConfiguration
         {
             "reactive" => new ReactiveForecaster(),
             "seasonal-naive" => new SeasonalNaiveForecaster(Math.Max(1, 86_400 / step), 3),
+            "ewma" => new EwmaForecaster(),
             _ when fallbackText.StartsWith("static-warm:", StringComparison.Ordinal)
                 && int.TryParse(fallbackText["static-warm:".Length..], CultureInfo.InvariantCulture, out var warm) && warm >= 0 => new StaticWarmForecaster(warm),
-            _ => throw new ConfigurationException("prediction:fallback", $"'{fallbackText}' is not reactive, seasonal-naive or static-warm:K"),
+            _ => throw new ConfigurationException("prediction:fallback", $"'{fallbackText}' is not reactive, seasonal-naive, ewma or static-warm:K"),
         };
         var confidence = 0.99;
         if (prediction["confidence"] is { } text
