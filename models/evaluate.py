@@ -30,27 +30,28 @@ def main():
                    stdout=subprocess.DEVNULL)
 
     print(f"confidence {args.confidence}, peak {args.peak_instances} instances; hit rate % (waste ratio)\n")
-    print("| trace | creates | lstm | seasonal-naive | static-warm:K (K) | reactive | lstm beats equal-waste warm pool |")
-    print("|---|---|---|---|---|---|---|")
-    totals = {"lstm": [0, 0], "seasonal-naive": [0, 0], "static": [0, 0], "reactive": [0, 0]}
+    print("| trace | creates | lstm | seasonal-naive | ewma | static-warm:K (K) | reactive | lstm beats equal-waste warm pool |")
+    print("|---|---|---|---|---|---|---|---|")
+    totals = {"lstm": [0, 0], "seasonal-naive": [0, 0], "ewma": [0, 0], "static": [0, 0], "reactive": [0, 0]}
     wins = 0
     traces = sorted(glob.glob(os.path.join(args.traces, "*.csv")))
     for trace in traces:
         lstm = replay(trace, "lstm", args)
         naive = replay(trace, "seasonal-naive", args)
+        ewma = replay(trace, "ewma", args)
         k = max(0, round(lstm["MeanReservedUnused"]))  # a fixed pool of K keeps K reserved: the same waste
         warm = replay(trace, f"static-warm:{k}", args)
         reactive = replay(trace, "reactive", args)
-        for key, result in (("lstm", lstm), ("seasonal-naive", naive), ("static", warm), ("reactive", reactive)):
+        for key, result in (("lstm", lstm), ("seasonal-naive", naive), ("ewma", ewma), ("static", warm), ("reactive", reactive)):
             totals[key][0] += result["Hits"]
             totals[key][1] += result["Creates"]
         better = lstm["HitRate"] > warm["HitRate"]
         wins += better
         cell = lambda r: f"{100 * r['HitRate']:.1f} ({r['WasteRatio']:.2f})"
-        print(f"| {os.path.basename(trace)[:-4]} | {lstm['Creates']} | {cell(lstm)} | {cell(naive)} | {cell(warm)} ({k}) | "
+        print(f"| {os.path.basename(trace)[:-4]} | {lstm['Creates']} | {cell(lstm)} | {cell(naive)} | {cell(ewma)} | {cell(warm)} ({k}) | "
               f"{cell(reactive)} | {'yes' if better else 'no'} |")
     overall = {key: 100 * hits / max(1, creates) for key, (hits, creates) in totals.items()}
-    print(f"| **all** | {totals['lstm'][1]} | {overall['lstm']:.1f} | {overall['seasonal-naive']:.1f} | {overall['static']:.1f} | "
+    print(f"| **all** | {totals['lstm'][1]} | {overall['lstm']:.1f} | {overall['seasonal-naive']:.1f} | {overall['ewma']:.1f} | {overall['static']:.1f} | "
           f"{overall['reactive']:.1f} | {wins} of {len(traces)} |")
 
 
