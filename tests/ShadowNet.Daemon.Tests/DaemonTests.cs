@@ -32,6 +32,8 @@ public class DaemonTests
         { "warm", "[{\"application\":\"web\",\"count\":-1}]", "warm:0:count: '-1' is not a whole number" },
         { "prediction", "{\"fallback\":\"psychic\"}", "prediction:fallback: 'psychic' is not reactive, seasonal-naive, ewma or static-warm:K" },
         { "prediction", "{\"confidence\":1.5}", "prediction:confidence: '1.5' is not a number between 0 and 1" },
+        { "prediction", "{\"prometheus\":{\"url\":\"ftp://x\"}}", "prediction:prometheus:url: 'ftp://x' is not an http(s) URL" },
+        { "prediction", "{\"prometheus\":{\"url\":\"http://127.0.0.1:9090\",\"applications\":{\"web\":{\"load\":\"x\"}}}}", "prediction:prometheus:applications:web:instances: missing" },
         { "pools.0.staging", "\"sent\"", "pools:0:staging: 'sent' is not 'held' or 'community'" },
         { "routes.shadowCommunity", "\"65003:1:0:0\"", "routes:shadowCommunity: '65003:1:0:0' is not a community" },
     };
@@ -173,6 +175,70 @@ public class DaemonTests
             Assert.Equal(HookStatus.Deleted, (await client.DeleteAsync("web-1", "web", IpFamily.IPv4)).Status);
             Assert.Empty(await Eventually.WaitAsync(() => bird.RoutesAsync("master4"), r => r.Count == 0, Patience));
             Assert.Equal(2, (await bird.RoutesAsync("master4", filtered: true)).Count);
+        }
+        finally
+        {
+            daemon.Kill();
+            await daemon.WaitForExitAsync();
+        }
+    }
+
+    [Fact]
+    public async Task ForecastLoopReadsInstancesFromPrometheusAndCountsQueriesThatGiveNothing()
+    {
+        using var folder = new TempDirectory("daemon-promfeed");
+        var udpPort = FreeUdpPort();
+        var metricsPort = TestPorts.Next();
+        var grpcPort = TestPorts.Next();
+        await using var prometheus = new PrometheusServer($"127.0.0.1:{metricsPort}");
+        var config = Config(folder.File("state.db"), TestPorts.Next(), udpPort);
+        config["metrics"] = new JsonObject { ["listen"] = $"127.0.0.1:{metricsPort}" };
+        config["grpc"] = new JsonObject { ["listen"] = $"127.0.0.1:{grpcPort}" };
+        config["prediction"] = new JsonObject
+        {
+            ["fallback"] = "static-warm:3",
+            ["stepSeconds"] = 1,
+            ["prometheus"] = new JsonObject
+            {
+                ["url"] = $"http://127.0.0.1:{prometheus.Port}",
+                ["applications"] = new JsonObject
+                {
+                    // The daemon's own metric stands in for an orchestrator's instance count.
+                    ["web"] = new JsonObject { ["instances"] = "sum(shadownet_pool_addresses{state=\"active\"})" },
+                    ["db"] = new JsonObject { ["instances"] = "no_such_metric" },
+                },
+            },
+        };
+        var file = folder.File("shadownetd.json");
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+        prometheus.Start();
+        using var daemon = Start(file);
+        try
+        {
+            using var client = new HookClient(new IPEndPoint(IPAddress.Loopback, udpPort), 1, Convert.FromHexString(KeyHex), 1_000) { MaxAttempts = 12 };
+            Assert.NotEqual(HookStatus.Unavailable, (await client.CreateAsync("web-1", "web", IpFamily.IPv4, null)).Status);
+            Assert.NotEqual(HookStatus.Unavailable, (await client.CreateAsync("web-2", "web", IpFamily.IPv4, null)).Status);
+
+            // Prometheus scrapes 2 active, the feed reads them, the fallback adds 3: 5 expected, 3 reserved.
+            using var channel = Grpc.Net.Client.GrpcChannel.ForAddress($"http://127.0.0.1:{grpcPort}");
+            var api = new ShadowNet.Api.V1.Controller.ControllerClient(channel);
+            var forecast = await Eventually.WaitAsync(async () =>
+            {
+                try
+                {
+                    return (await api.GetForecastAsync(new ShadowNet.Api.V1.GetForecastRequest { Application = "web" })).Forecasts.FirstOrDefault();
+                }
+                catch (Grpc.Core.RpcException)
+                {
+                    return null;
+                }
+            }, f => f is { Expected: 5, Active: 2, Reserved: 3 }, Patience);
+            Assert.True(forecast is { Expected: 5, Active: 2, Reserved: 3 }, forecast?.ToString() ?? "no forecast");
+
+            using var http = new HttpClient();
+            var exposition = await Eventually.WaitAsync(() => http.GetStringAsync($"http://127.0.0.1:{metricsPort}/metrics"),
+                text => text.Contains("shadownet_prediction_feed_errors_total{", StringComparison.Ordinal), Patience);
+            Assert.Matches(@"shadownet_prediction_feed_errors_total\{[^}]*application=""db""[^}]*\} [1-9]", exposition);
         }
         finally
         {

@@ -285,7 +285,38 @@ public sealed record DaemonConfiguration
             Fallback = fallback,
             Confidence = confidence,
             StepSeconds = step,
+            Prometheus = ReadPrometheus(prediction.GetSection("prometheus")),
         };
+    }
+
+    private static PrometheusFeedOptions? ReadPrometheus(IConfigurationSection prometheus)
+    {
+        if (!prometheus.Exists())
+        {
+            return null;
+        }
+
+        var text = prometheus["url"];
+        if (!Uri.TryCreate(text, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
+        {
+            throw new ConfigurationException($"{prometheus.Path}:url", $"'{text}' is not an http(s) URL");
+        }
+
+        var applications = new List<PrometheusApplication>();
+        foreach (var application in prometheus.GetSection("applications").GetChildren())
+        {
+            var instances = application["instances"];
+            if (string.IsNullOrWhiteSpace(instances))
+            {
+                throw new ConfigurationException($"{application.Path}:instances", "missing (a PromQL query giving the running instances)");
+            }
+
+            applications.Add(new PrometheusApplication(application.Key, instances, application["load"]));
+        }
+
+        return applications.Count > 0
+            ? new PrometheusFeedOptions(url.AbsoluteUri.EndsWith('/') ? url : new Uri(url.AbsoluteUri + "/"), applications)
+            : throw new ConfigurationException($"{prometheus.Path}:applications", "at least one application with an 'instances' query is needed");
     }
 
     private static StagingMode ReadStaging(IConfigurationSection pool) => pool["staging"]?.ToLowerInvariant() switch

@@ -37,6 +37,7 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
     private float[] _windows = [];
     private float[] _quantiles = [];
     private DateTime _modelWritten;
+    private readonly PrometheusFeed? _feed;
     private Task? _loop;
 
     public ForecastLoop(PredictionOptions options, ReservationPlanner planner, TimeProvider time, ILogger log)
@@ -51,6 +52,7 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
             "Most instances expected over the horizon at the configured confidence, per application");
         _meter.CreateObservableGauge("shadownet.prediction.addresses.additional", () => Measure(f => f.Additional), "{address}",
             "Addresses to have ready beyond the running instances, per application");
+        _feed = options.Prometheus is { } prometheus ? new PrometheusFeed(prometheus, log, _meter) : null;
         TryLoadModel();
     }
 
@@ -104,6 +106,11 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
     {
         ReloadModelIfChanged();
         var now = _time.GetUtcNow();
+        if (_feed is not null)
+        {
+            await _feed.PollAsync(this, now, cancellationToken);
+        }
+
         var plans = new List<(string Application, int Forecast, string By)>();
         lock (_histories)
         {
@@ -184,6 +191,7 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
         }
 
         _model?.Dispose();
+        _feed?.Dispose();
         _meter.Dispose();
         _stop.Dispose();
     }
@@ -275,4 +283,7 @@ public sealed record PredictionOptions
     public int HistorySteps { get; init; } = 300;
 
     public int MaxApplications { get; init; } = 10_000;
+
+    /// <summary>Features read from Prometheus each step, besides what ReportMetrics sends.</summary>
+    public PrometheusFeedOptions? Prometheus { get; init; }
 }
