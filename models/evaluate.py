@@ -15,7 +15,8 @@ CLI = os.path.join(ROOT, "src", "ShadowNet.Cli", "bin", "Release", "net10.0", "s
 
 def replay(trace, policy, args):
     out = subprocess.run(["dotnet", CLI, "replay", "--trace", trace, "--policy", policy,
-                          "--peak-instances", str(args.peak_instances), "--confidence", str(args.confidence)],
+                          "--peak-instances", str(args.peak_instances), "--confidence", str(args.confidence),
+                          "--measure-from", str(args.measure_from)],
                          check=True, capture_output=True, text=True, cwd=ROOT).stdout
     return json.loads(out)
 
@@ -25,11 +26,12 @@ def main():
     parser.add_argument("--traces", default=os.path.join(ROOT, "..", "shared", "data", "traces", "nab"))
     parser.add_argument("--confidence", type=float, default=0.99)
     parser.add_argument("--peak-instances", type=int, default=100)
+    parser.add_argument("--measure-from", type=float, default=0.0, help="0.7: count only the held-out last 30%% of each trace")
     args = parser.parse_args()
     subprocess.run(["dotnet", "build", "-c", "Release", os.path.join(ROOT, "src", "ShadowNet.Cli"), "-v", "q", "-nologo"], check=True,
                    stdout=subprocess.DEVNULL)
 
-    print(f"confidence {args.confidence}, peak {args.peak_instances} instances; hit rate % (waste ratio)\n")
+    print(f"confidence {args.confidence}, peak {args.peak_instances} instances, counted from {args.measure_from:.0%} of each trace; hit rate % (waste ratio)\n")
     print("| trace | creates | lstm | seasonal-naive | ewma | static-warm:K (K) | reactive | lstm beats equal-waste warm pool |")
     print("|---|---|---|---|---|---|---|---|")
     totals = {"lstm": [0, 0], "seasonal-naive": [0, 0], "ewma": [0, 0], "static": [0, 0], "reactive": [0, 0]}

@@ -38,16 +38,23 @@ internal static class ReplayCommand
         var peak = new Option<int>("--peak-instances") { Description = "Instances at the trace's peak", DefaultValueFactory = _ => 100 };
         var confidence = new Option<double>("--confidence") { Description = "Forecast quantile to prepare for", DefaultValueFactory = _ => 0.99 };
         var model = new Option<FileInfo?>("--model") { Description = "ONNX model for the lstm policy (default: models/shadownet-lstm.onnx above the current folder)" };
+        var measureFrom = new Option<double>("--measure-from") { Description = "Count only steps from this fraction of the trace on (0.7: the part the model did not train on); all steps still run" };
         var command = new Command("replay", "Replay a load trace through the real planner, allocator and route manager; print hit rate and waste as JSON")
         {
-            trace, policy, peak, confidence, model,
+            trace, policy, peak, confidence, model, measureFrom,
         };
         command.SetAction(async (parse, ct) =>
         {
             var forecaster = Forecaster(parse.GetValue(policy)!, parse.GetValue(model), out var owned);
             using (owned)
             {
-                var result = await RunAsync(parse.GetValue(trace)!, forecaster, parse.GetValue(peak), parse.GetValue(confidence), ct);
+                var from = parse.GetValue(measureFrom);
+                if (from is < 0 or >= 1)
+                {
+                    throw new UsageException($"--measure-from: {from} is not from 0 to below 1");
+                }
+
+                var result = await RunAsync(parse.GetValue(trace)!, forecaster, parse.GetValue(peak), parse.GetValue(confidence), from, ct);
                 Console.WriteLine(JsonSerializer.Serialize(result, Indented));
             }
 
@@ -101,7 +108,7 @@ internal static class ReplayCommand
         throw new UsageException("no models/shadownet-lstm.onnx above the current folder: give --model");
     }
 
-    private static async Task<ReplayResult> RunAsync(FileInfo trace, IInstanceForecaster forecaster, int peakInstances, double confidence, CancellationToken ct)
+    private static async Task<ReplayResult> RunAsync(FileInfo trace, IInstanceForecaster forecaster, int peakInstances, double confidence, double measureFrom, CancellationToken ct)
     {
         var (times, load) = ReadTrace(trace);
         var capacity = Math.Max(load.Max(), 1e-9) / peakInstances;
@@ -121,26 +128,26 @@ internal static class ReplayCommand
             var live = new Queue<string>();
             long creates = 0, hits = 0, misses = 0, instanceNumber = 0;
             double reservedSum = 0, activeSum = 0;
+            var firstCounted = (int)(measureFrom * load.Length);
 
             for (var t = 0; t < load.Length; t++)
             {
+                var counted = t >= firstCounted;
                 var instances = (int)Math.Max(1, Math.Ceiling(load[t] / capacity - 1e-9));
                 while (live.Count < instances)
                 {
                     var id = $"i{instanceNumber++}";
                     var outcome = await manager.CreateAsync(id, Application, IpFamily.IPv4, null, ct);
-                    creates++;
-                    if (outcome.Status == HookStatus.Hit)
-                    {
-                        hits++;
-                    }
-                    else if (outcome.Status == HookStatus.Miss)
-                    {
-                        misses++;
-                    }
-                    else
+                    if (outcome.Status is not (HookStatus.Hit or HookStatus.Miss))
                     {
                         throw new InvalidOperationException($"create {id} failed: {outcome.Status}");
+                    }
+
+                    if (counted)
+                    {
+                        creates++;
+                        hits += outcome.Status == HookStatus.Hit ? 1 : 0;
+                        misses += outcome.Status == HookStatus.Miss ? 1 : 0;
                     }
 
                     live.Enqueue(id);
@@ -154,13 +161,17 @@ internal static class ReplayCommand
                 history.Add(times[t], instances, (float)(load[t] / capacity));
                 var forecast = forecaster.Forecast(history, confidence) ?? instances;
                 var step = await planner.PlanAsync(Application, IpFamily.IPv4, forecast, DateTimeOffset.FromUnixTimeSeconds(times[t]), ct);
-                reservedSum += step.Reserved;
-                activeSum += instances;
+                if (counted)
+                {
+                    reservedSum += step.Reserved;
+                    activeSum += instances;
+                }
             }
 
-            var meanReserved = reservedSum / load.Length;
-            var meanActive = activeSum / load.Length;
-            return new ReplayResult(trace.Name, forecaster.Name, load.Length, creates, hits, misses,
+            var steps = load.Length - firstCounted;
+            var meanReserved = reservedSum / steps;
+            var meanActive = activeSum / steps;
+            return new ReplayResult(trace.Name, forecaster.Name, steps, creates, hits, misses,
                 creates == 0 ? 1 : (double)hits / creates, meanReserved, meanActive, meanReserved / meanActive);
         }
         finally
