@@ -43,6 +43,11 @@ public class ForecastLoopTests
         var forecasts = loop.Forecasts().ToDictionary(f => f.Application);
         Assert.Equal(("lstm", "lstm", "static-warm:2"), (forecasts["web"].Forecaster, forecasts["db"].Forecaster, forecasts["new"].Forecaster));
         Assert.Equal(5, forecasts["new"].Expected);
+        Assert.Equal([(0.99, 5)], forecasts["new"].Quantiles);
+        Assert.Equal([0.5, 0.9, 0.99], forecasts["web"].Quantiles.Select(q => q.Quantile));
+        Assert.Equal(forecasts["web"].Expected, forecasts["web"].Quantiles[2].Instances);
+        Assert.True(forecasts["web"].Quantiles[0].Instances <= forecasts["web"].Quantiles[1].Instances
+            && forecasts["web"].Quantiles[1].Instances <= forecasts["web"].Quantiles[2].Instances, "quantiles out of order");
         Assert.InRange(forecasts["web"].Expected, 21, 40);   // at least the recent peak, not wildly above it
         Assert.InRange(forecasts["db"].Expected, 5, 12);
         foreach (var forecast in forecasts.Values)

@@ -220,7 +220,7 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
         var reply = new GetForecastReply { Forecaster = loop.ActiveForecaster, StepSeconds = (int)loop.Step.TotalSeconds };
         foreach (var forecast in loop.Forecasts().Where(f => request.Application.Length == 0 || f.Application == request.Application))
         {
-            reply.Forecasts.Add(new ShadowNet.Api.V1.ApplicationForecast
+            var message = new ShadowNet.Api.V1.ApplicationForecast
             {
                 Application = forecast.Application,
                 Forecaster = forecast.Forecaster,
@@ -230,7 +230,9 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
                 Reserved = forecast.Reserved,
                 Additional = forecast.Additional,
                 PrefixLength = 32 - (int)Math.Ceiling(Math.Log2(Math.Max(1, forecast.Expected))),
-            });
+            };
+            message.Quantiles.AddRange(forecast.Quantiles.Select(q => new QuantileForecast { Quantile = q.Quantile, Instances = q.Instances }));
+            reply.Forecasts.Add(message);
         }
 
         return Task.FromResult(reply);

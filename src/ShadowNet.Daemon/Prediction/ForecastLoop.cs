@@ -9,7 +9,9 @@ using ShadowNet.Prediction.Models;
 namespace ShadowNet.Daemon.Prediction;
 
 /// <summary>What the loop last decided for one application (the gRPC GetForecast answer).</summary>
-public sealed record ApplicationForecast(string Application, string Forecaster, DateTimeOffset At, int Active, int Expected, int Reserved, int Additional);
+/// <param name="Quantiles">Instances expected at each quantile the forecaster gives (the model: all of its contract's; a baseline: the configured confidence).</param>
+public sealed record ApplicationForecast(string Application, string Forecaster, DateTimeOffset At, int Active, int Expected, int Reserved, int Additional,
+    IReadOnlyList<(double Quantile, int Instances)> Quantiles);
 
 /// <summary>
 /// The Behavioral Analysis Engine in the daemon: each step (the model's, 5 minutes), every application
@@ -111,7 +113,7 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
             await _feed.PollAsync(this, now, cancellationToken);
         }
 
-        var plans = new List<(string Application, int Forecast, string By)>();
+        var plans = new List<(string Application, int Forecast, string By, (double, int)[] Quantiles)>();
         lock (_histories)
         {
             var batched = new List<(string Application, float Scale)>();
@@ -125,7 +127,8 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
                 }
                 else
                 {
-                    plans.Add((application, _fallback.Forecast(history, _options.Confidence) ?? (int)history.Latest().Instances, _fallback.Name));
+                    var expected = _fallback.Forecast(history, _options.Confidence) ?? (int)history.Latest().Instances;
+                    plans.Add((application, expected, _fallback.Name, [(_options.Confidence, expected)]));
                 }
             }
 
@@ -137,18 +140,23 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
                 var index = QuantileIndex(model.Contract.Quantiles, _options.Confidence);
                 for (var i = 0; i < batched.Count; i++)
                 {
-                    var expected = (int)Math.Ceiling(Math.Max(0, _quantiles[(i * quantiles) + index] * batched[i].Scale) - 1e-4);
-                    plans.Add((batched[i].Application, expected, "lstm"));
+                    var all = new (double, int)[quantiles];
+                    for (var q = 0; q < quantiles; q++)
+                    {
+                        all[q] = (model.Contract.Quantiles[q], (int)Math.Ceiling(Math.Max(0, _quantiles[(i * quantiles) + q] * batched[i].Scale) - 1e-4));
+                    }
+
+                    plans.Add((batched[i].Application, all[index].Item2, "lstm", all));
                 }
             }
         }
 
-        foreach (var (application, forecast, by) in plans)
+        foreach (var (application, forecast, by, quantileForecasts) in plans)
         {
             var step = await _planner.PlanAsync(application, IpFamily.IPv4, forecast, now, cancellationToken);
             lock (_forecasts)
             {
-                _forecasts[application] = new ApplicationForecast(application, by, now, step.Active, forecast, step.Reserved, Math.Max(0, forecast - step.Active));
+                _forecasts[application] = new ApplicationForecast(application, by, now, step.Active, forecast, step.Reserved, Math.Max(0, forecast - step.Active), quantileForecasts);
             }
         }
     }
