@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Configuration;
 using ShadowNet.Addressing;
 using ShadowNet.Hooks.Udp;
 using static ShadowNet.Daemon.Tests.Shadownetd;
@@ -50,6 +51,20 @@ public class DaemonTests
         var (exit, stderr) = await RunToExitAsync(file);
         Assert.Equal(2, exit);
         Assert.Contains(message, stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void SampleConfigurationInTheRepositoryIsValid()
+    {
+        // The documented sample is the one checked here, so that it cannot drift from the code.
+        var configuration = new ConfigurationBuilder()
+            .AddJsonFile(Repository.File("config", "shadownet.example.json"))
+            .Build();
+        var read = Configuration.DaemonConfiguration.Read(configuration);
+        Assert.Equal((65003u, 3, 1), (read.Bgp.LocalAs, read.Pools.Count, read.Peers.Count));
+        Assert.NotNull(read.UdpHooks);
+        Assert.NotNull(read.GrpcListen);
+        Assert.NotNull(read.MetricsListen);
     }
 
     [Fact]
