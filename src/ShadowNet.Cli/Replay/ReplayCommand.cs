@@ -28,7 +28,8 @@ namespace ShadowNet.Cli.Replay;
 internal static class ReplayCommand
 {
     private const string Application = "replay";
-    private const int SeasonSteps = 288; // a day of 5-minute steps
+    private const int StepSeconds = 300;
+    private const int SeasonSteps = 86_400 / StepSeconds; // a day
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
     public static Command Create()
@@ -68,12 +69,6 @@ internal static class ReplayCommand
         owned = null;
         switch (policy)
         {
-            case "reactive":
-                return new ReactiveForecaster();
-            case "seasonal-naive":
-                return new SeasonalNaiveForecaster(SeasonSteps, 3);
-            case "ewma":
-                return new EwmaForecaster();
             case "lstm":
                 var path = model?.FullName ?? FindModel();
                 try
@@ -88,8 +83,8 @@ internal static class ReplayCommand
                 }
 
             default:
-                return policy.StartsWith("static-warm:", StringComparison.Ordinal) && int.TryParse(policy["static-warm:".Length..], CultureInfo.InvariantCulture, out var warm) && warm >= 0
-                    ? new StaticWarmForecaster(warm)
+                return Baselines.TryCreate(policy, StepSeconds, out var baseline)
+                    ? baseline
                     : throw new UsageException($"--policy: '{policy}' is not lstm, seasonal-naive, ewma, static-warm:K or reactive");
         }
     }
@@ -124,7 +119,7 @@ internal static class ReplayCommand
             await using var speaker = new BgpSpeaker(new BgpSpeakerOptions { LocalAs = 65000, RouterId = IPAddress.Parse("127.0.0.1") });
             var manager = new ActiveRouteManager(allocator, speaker, pools, new RouteManagerOptions { DefaultNextHopV4 = IPAddress.Parse("192.0.2.1") });
             var planner = new ReservationPlanner(manager, allocator, new PlannerOptions());
-            var history = new ApplicationHistory(SeasonSteps + 64, 300);
+            var history = new ApplicationHistory(SeasonSteps + 64, StepSeconds);
             var live = new Queue<string>();
             long creates = 0, hits = 0, misses = 0, instanceNumber = 0;
             double reservedSum = 0, activeSum = 0;

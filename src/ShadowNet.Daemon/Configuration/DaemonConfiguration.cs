@@ -263,15 +263,11 @@ public sealed record DaemonConfiguration
 
         var step = (int)OptionalUInt(prediction, "stepSeconds", 1, 86_400, 300);
         var fallbackText = prediction["fallback"] ?? "seasonal-naive";
-        IInstanceForecaster fallback = fallbackText switch
+        if (!Baselines.TryCreate(fallbackText, step, out var fallback))
         {
-            "reactive" => new ReactiveForecaster(),
-            "seasonal-naive" => new SeasonalNaiveForecaster(Math.Max(1, 86_400 / step), 3),
-            "ewma" => new EwmaForecaster(),
-            _ when fallbackText.StartsWith("static-warm:", StringComparison.Ordinal)
-                && int.TryParse(fallbackText["static-warm:".Length..], CultureInfo.InvariantCulture, out var warm) && warm >= 0 => new StaticWarmForecaster(warm),
-            _ => throw new ConfigurationException("prediction:fallback", $"'{fallbackText}' is not reactive, seasonal-naive, ewma or static-warm:K"),
-        };
+            throw new ConfigurationException("prediction:fallback", $"'{fallbackText}' is not {Baselines.Names}");
+        }
+
         var confidence = 0.99;
         if (prediction["confidence"] is { } text
             && (!double.TryParse(text, CultureInfo.InvariantCulture, out confidence) || confidence is <= 0 or >= 1))

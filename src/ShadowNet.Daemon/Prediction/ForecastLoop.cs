@@ -137,13 +137,13 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
                 var model = _model!;
                 var quantiles = model.Contract.Quantiles.Count;
                 model.Predict(_windows, batched.Count, _quantiles);
-                var index = QuantileIndex(model.Contract.Quantiles, _options.Confidence);
+                var index = model.Contract.QuantileIndex(_options.Confidence);
                 for (var i = 0; i < batched.Count; i++)
                 {
                     var all = new (double, int)[quantiles];
                     for (var q = 0; q < quantiles; q++)
                     {
-                        all[q] = (model.Contract.Quantiles[q], (int)Math.Ceiling(Math.Max(0, _quantiles[(i * quantiles) + q] * batched[i].Scale) - 1e-4));
+                        all[q] = (model.Contract.Quantiles[q], LstmForecaster.ToInstances(_quantiles[(i * quantiles) + q], batched[i].Scale));
                     }
 
                     plans.Add((batched[i].Application, all[index].Item2, "lstm", all));
@@ -159,17 +159,6 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
                 _forecasts[application] = new ApplicationForecast(application, by, now, step.Active, forecast, step.Reserved, Math.Max(0, forecast - step.Active), quantileForecasts);
             }
         }
-    }
-
-    private static int QuantileIndex(IReadOnlyList<double> quantiles, double confidence)
-    {
-        var index = 0;
-        while (index < quantiles.Count - 1 && quantiles[index] < confidence - 1e-9)
-        {
-            index++;
-        }
-
-        return index;
     }
 
     /// <summary>Batch buffers grow in steps of 256 applications and are kept: a steady loop allocates nothing.</summary>

@@ -15,6 +15,30 @@ public interface IInstanceForecaster
     int? Forecast(ApplicationHistory history, double confidence);
 }
 
+/// <summary>The baselines by the names configuration and <c>--policy</c> use.</summary>
+public static class Baselines
+{
+    public const string Names = "reactive, seasonal-naive, ewma or static-warm:K";
+
+    /// <summary>
+    /// <c>reactive</c>, <c>seasonal-naive</c> (a day of <paramref name="stepSeconds"/> steps, a horizon of 3),
+    /// <c>ewma</c>, or <c>static-warm:K</c>; false for anything else.
+    /// </summary>
+    public static bool TryCreate(string name, int stepSeconds, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out IInstanceForecaster? forecaster)
+    {
+        forecaster = name switch
+        {
+            "reactive" => new ReactiveForecaster(),
+            "seasonal-naive" => new SeasonalNaiveForecaster(Math.Max(1, 86_400 / stepSeconds), 3),
+            "ewma" => new EwmaForecaster(),
+            _ when name.StartsWith("static-warm:", StringComparison.Ordinal)
+                && int.TryParse(name["static-warm:".Length..], System.Globalization.CultureInfo.InvariantCulture, out var warm) && warm >= 0 => new StaticWarmForecaster(warm),
+            _ => null,
+        };
+        return forecaster is not null;
+    }
+}
+
 /// <summary>No pre-allocation: every create allocates on demand (what IPAM without prediction does).</summary>
 public sealed class ReactiveForecaster : IInstanceForecaster
 {
@@ -70,14 +94,11 @@ public sealed class LstmForecaster(OnnxForecaster model) : IInstanceForecaster
 
         var scale = history.WriteWindow(model.Contract.Window, _window);
         model.Predict(_window, 1, _quantiles);
-        var index = 0;
-        while (index < _quantiles.Length - 1 && model.Contract.Quantiles[index] < confidence - 1e-9)
-        {
-            index++;
-        }
-
-        return (int)Math.Ceiling(Math.Max(0, _quantiles[index] * scale) - 1e-4);
+        return ToInstances(_quantiles[model.Contract.QuantileIndex(confidence)], scale);
     }
+
+    /// <summary>A model output (instances / the window's scale) back to whole instances.</summary>
+    public static int ToInstances(float normalised, float scale) => (int)Math.Ceiling(Math.Max(0, normalised * scale) - 1e-4);
 }
 
 /// <summary>

@@ -71,6 +71,18 @@ public sealed record ModelContract
         return problem is null ? contract : throw new ModelRejectedException($"model '{source}': {problem}");
     }
 
+    /// <summary>The first quantile at or above <paramref name="confidence"/> (the last one if none is).</summary>
+    public int QuantileIndex(double confidence)
+    {
+        var index = 0;
+        while (index < Quantiles.Count - 1 && Quantiles[index] < confidence - 1e-9)
+        {
+            index++;
+        }
+
+        return index;
+    }
+
     /// <summary>Refuses a model whose features are not, in order, the ones the pipeline produces.</summary>
     public void CheckFeatures(string source, IReadOnlyList<string> pipeline)
     {
