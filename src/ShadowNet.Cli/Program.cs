@@ -1,6 +1,7 @@
 using System.CommandLine;
 using ShadowNet.Cli.Bgp;
 using ShadowNet.Cli.Controller;
+using ShadowNet.Cli.Demo;
 using ShadowNet.Cli.Replay;
 
 var bgp = new Command("bgp", "BGP tools: announce routes to a router, decode captured messages")
@@ -8,7 +9,7 @@ var bgp = new Command("bgp", "BGP tools: announce routes to a router, decode cap
     AnnounceCommand.Create(),
     DecodeCommand.Create(),
 };
-var root = new RootCommand("shadownet: the ShadowNet command line") { bgp, ReplayCommand.Create() };
+var root = new RootCommand("shadownet: the ShadowNet command line") { DemoCommand.Create(), bgp, ReplayCommand.Create() };
 foreach (var option in ControllerCommands.GlobalOptions)
 {
     root.Options.Add(option);

@@ -42,6 +42,16 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
     /// <summary>The running parts, for the gRPC API; null until start-up has finished.</summary>
     public (DurableAllocator Allocator, BgpSpeaker Speaker, ActiveRouteManager Manager, HookServer? Hooks)? Parts { get; private set; }
 
+    /// <summary>
+    /// One metric sample of an application (ReportMetrics, or the demo's trace): to the forecast loop and
+    /// to the recent window that a miss records. False when too many applications are reported already.
+    /// </summary>
+    public bool Report(string application, DateTimeOffset time, IReadOnlyDictionary<string, double> values)
+    {
+        Forecasts?.Observe(application, time.ToUnixTimeSeconds(), values);
+        return Samples.Add(new MetricSample(time.ToUnixTimeMilliseconds(), application, new Dictionary<string, double>(values, StringComparer.Ordinal)));
+    }
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         _allocator = DurableAllocator.Open(configuration.Pools, SqliteAllocationStore.Open(configuration.StorePath, configuration.StoreSync));
@@ -94,7 +104,10 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         {
             var planner = new ReservationPlanner(manager, _allocator, new PlannerOptions());
             Forecasts = new ForecastLoop(prediction, planner, TimeProvider.System, loggers.CreateLogger("shadownetd.prediction"));
-            Forecasts.Start();
+            if (prediction.StepsOnTimer)
+            {
+                Forecasts.Start();
+            }
         }
 
         Started = DateTimeOffset.UtcNow;

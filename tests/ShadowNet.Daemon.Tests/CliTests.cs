@@ -164,7 +164,7 @@ public class CliTests
 
     private static string LibvirtHook => Repository.File("contrib", "libvirt", "qemu");
 
-    private static Task<(int Exit, string Stdout, string Stderr)> CliAsync(params string[] arguments) =>
+    internal static Task<(int Exit, string Stdout, string Stderr)> CliAsync(params string[] arguments) =>
         RunAsync("dotnet", [Cli, .. arguments], null, new Dictionary<string, string>());
 
     private static async Task<(int Exit, string Stdout, string Stderr)> RunAsync(string file, string[] arguments, string? stdin, Dictionary<string, string> environment)

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Globalization;
 using System.Net;
 using System.Text.Json;
 using ShadowNet.Addressing;
@@ -105,8 +104,9 @@ internal static class ReplayCommand
 
     private static async Task<ReplayResult> RunAsync(FileInfo trace, IInstanceForecaster forecaster, int peakInstances, double confidence, double measureFrom, CancellationToken ct)
     {
-        var (times, load) = ReadTrace(trace);
-        var capacity = Math.Max(load.Max(), 1e-9) / peakInstances;
+        var series = LoadTrace.Read(trace);
+        var (times, load) = (series.Times, series.Load);
+        var instancesAt = series.Instances(peakInstances);
         var folder = Directory.CreateTempSubdirectory("shadownet-replay-").FullName;
         try
         {
@@ -128,7 +128,7 @@ internal static class ReplayCommand
             for (var t = 0; t < load.Length; t++)
             {
                 var counted = t >= firstCounted;
-                var instances = (int)Math.Max(1, Math.Ceiling(load[t] / capacity - 1e-9));
+                var instances = instancesAt[t];
                 while (live.Count < instances)
                 {
                     var id = $"i{instanceNumber++}";
@@ -153,7 +153,7 @@ internal static class ReplayCommand
                     await manager.DeleteAsync(live.Dequeue(), Application, IpFamily.IPv4, ct);
                 }
 
-                history.Add(times[t], instances, (float)(load[t] / capacity));
+                history.Add(times[t], instances, series.LoadInInstances(t, peakInstances));
                 var forecast = forecaster.Forecast(history, confidence) ?? instances;
                 var step = await planner.PlanAsync(Application, IpFamily.IPv4, forecast, DateTimeOffset.FromUnixTimeSeconds(times[t]), ct);
                 if (counted)
@@ -173,34 +173,6 @@ internal static class ReplayCommand
         {
             Directory.Delete(folder, recursive: true);
         }
-    }
-
-    private static (long[] Times, double[] Load) ReadTrace(FileInfo trace)
-    {
-        var times = new List<long>();
-        var load = new List<double>();
-        var line = 0;
-        foreach (var row in File.ReadLines(trace.FullName))
-        {
-            line++;
-            if (line == 1 && row.StartsWith("timestamp", StringComparison.OrdinalIgnoreCase))
-            {
-                continue;
-            }
-
-            var parts = row.Split(',');
-            if (parts.Length != 2
-                || !DateTime.TryParse(parts[0], CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var at)
-                || !double.TryParse(parts[1], CultureInfo.InvariantCulture, out var value) || !double.IsFinite(value) || value < 0)
-            {
-                throw new UsageException($"{trace.Name} line {line}: '{row}' is not 'timestamp,value' with a non-negative value");
-            }
-
-            times.Add(new DateTimeOffset(at, TimeSpan.Zero).ToUnixTimeSeconds());
-            load.Add(value);
-        }
-
-        return load.Count == 0 ? throw new UsageException($"{trace.Name}: no rows") : ([.. times], [.. load]);
     }
 
     private sealed record ReplayResult(

@@ -295,9 +295,7 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
             }
 
             var time = sample.Time is null ? DateTimeOffset.UtcNow : sample.Time.ToDateTimeOffset();
-            controller.Forecasts?.Observe(sample.Application, time.ToUnixTimeSeconds(), sample.Values);
-            if (!controller.Samples.Add(new Controller.Telemetry.MetricSample(time.ToUnixTimeMilliseconds(), sample.Application,
-                    new Dictionary<string, double>(sample.Values, StringComparer.Ordinal))))
+            if (!controller.Report(sample.Application, time, sample.Values))
             {
                 throw new RpcException(new GrpcStatus(StatusCode.ResourceExhausted, $"{where}: too many applications are reported already"));
             }

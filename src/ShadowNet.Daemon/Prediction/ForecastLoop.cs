@@ -104,10 +104,12 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
     /// One planning step for every application (the timer calls it; tests may too). Applications with a
     /// full window go through the model in one batch; the others get the fallback's forecast.
     /// </summary>
-    public async Task StepAsync(CancellationToken cancellationToken)
+    public Task StepAsync(CancellationToken cancellationToken) => StepAsync(_time.GetUtcNow(), cancellationToken);
+
+    /// <summary>One planning step as of <paramref name="now"/> (the demo steps through a trace's own time).</summary>
+    public async Task StepAsync(DateTimeOffset now, CancellationToken cancellationToken)
     {
         ReloadModelIfChanged();
-        var now = _time.GetUtcNow();
         if (_feed is not null)
         {
             await _feed.PollAsync(this, now, cancellationToken);
@@ -280,6 +282,9 @@ public sealed record PredictionOptions
     public int HistorySteps { get; init; } = 300;
 
     public int MaxApplications { get; init; } = 10_000;
+
+    /// <summary>False: no timer; the owner calls <see cref="ForecastLoop.StepAsync(DateTimeOffset, CancellationToken)"/> (the demo replays a trace faster than real time).</summary>
+    public bool StepsOnTimer { get; init; } = true;
 
     /// <summary>Features read from Prometheus each step, besides what ReportMetrics sends.</summary>
     public PrometheusFeedOptions? Prometheus { get; init; }

@@ -1,0 +1,61 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using ShadowNet.Daemon.Api;
+using ShadowNet.Daemon.Configuration;
+
+namespace ShadowNet.Daemon;
+
+/// <summary>
+/// Builds shadownetd's host from a checked configuration: the program's entry point uses it, and so does
+/// <c>shadownet demo</c>, which runs the same daemon in-process.
+/// </summary>
+public static class DaemonHost
+{
+    /// <param name="logging">Replaces the default console logging when given (the demo draws its own screen).</param>
+    public static IHost Build(DaemonConfiguration configuration, IConfiguration settings, Action<ILoggingBuilder>? logging = null)
+    {
+        if (configuration.GrpcListen is { } grpc)
+        {
+            // The gRPC API needs Kestrel (HTTP/2 without TLS: loopback or a Unix socket; see the README).
+            var web = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+            web.Configuration.AddConfiguration(settings);
+            AddController(web.Services, configuration);
+            logging?.Invoke(web.Logging);
+            web.Services.AddGrpc(o => o.MaxReceiveMessageSize = 1 << 20);
+            web.WebHost.ConfigureKestrel(kestrel =>
+            {
+                kestrel.Limits.MaxConcurrentConnections = 1024;
+                if (grpc.UnixSocket is { } socket)
+                {
+                    kestrel.ListenUnixSocket(socket, o => o.Protocols = HttpProtocols.Http2);
+                }
+                else
+                {
+                    kestrel.Listen(grpc.EndPoint!, o => o.Protocols = HttpProtocols.Http2);
+                }
+            });
+            var app = web.Build();
+            app.MapGrpcService<ControllerApi>();
+            return app;
+        }
+
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [] });
+        builder.Configuration.AddConfiguration(settings);
+        AddController(builder.Services, configuration);
+        logging?.Invoke(builder.Logging);
+        return builder.Build();
+    }
+
+    private static void AddController(IServiceCollection services, DaemonConfiguration configuration)
+    {
+        services.AddSingleton(configuration);
+        services.AddSingleton<ControllerService>();
+        services.AddHostedService(sp => sp.GetRequiredService<ControllerService>());
+        services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(15));
+    }
+}
