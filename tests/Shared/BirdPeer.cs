@@ -26,6 +26,15 @@ internal sealed partial class BirdPeer : IAsyncDisposable
         System.IO.File.WriteAllText(_dir.File("bird.conf"), Config);
     }
 
+    private BirdPeer(string config)
+    {
+        Config = $"log \"{_dir.File("bird.log")}\" all;\n{config}";
+        System.IO.File.WriteAllText(_dir.File("bird.conf"), Config);
+    }
+
+    /// <summary>BIRD with a whole configuration of the caller's (a log file is added).</summary>
+    public static BirdPeer WithConfig(string config) => new(config);
+
     public string Config { get; }
     public string ControlSocket => _dir.File("bird.ctl");
     public string Log => System.IO.File.Exists(_dir.File("bird.log")) ? System.IO.File.ReadAllText(_dir.File("bird.log")) : "";

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 
-namespace ShadowNet.Bgp.Tests.Support;
+namespace ShadowNet.Tests.Shared;
 
 /// <summary>
 /// A real gobgpd on loopback: its own TOML, its gRPC API on a loopback port (never on all
@@ -14,9 +14,7 @@ internal sealed class GobgpPeer : IAsyncDisposable
 
     /// <param name="neighbor">The TOML of the [[neighbors]] table(s).</param>
     public GobgpPeer(uint asn, string routerId, int bgpPort, string neighbor)
-    {
-        ApiPort = TestPorts.Next();
-        var toml = $$"""
+        : this($$"""
             [global.config]
               as = {{asn}}
               router-id = "{{routerId}}"
@@ -24,7 +22,14 @@ internal sealed class GobgpPeer : IAsyncDisposable
               local-address-list = ["{{routerId}}"]
 
             {{neighbor}}
-            """;
+            """)
+    {
+    }
+
+    /// <param name="toml">A whole gobgpd configuration.</param>
+    public GobgpPeer(string toml)
+    {
+        ApiPort = TestPorts.Next();
         System.IO.File.WriteAllText(_dir.File("gobgpd.toml"), toml);
     }
 
@@ -104,6 +109,13 @@ internal sealed class GobgpPeer : IAsyncDisposable
                 return n;
         }
         return 0;
+    }
+
+    /// <summary>Prefixes a neighbor sent, before the import policy (<c>gobgp neighbor ADDR adj-in -j</c>).</summary>
+    public async Task<List<string>> AdjInAsync(string neighbor, string family)
+    {
+        using var doc = JsonDocument.Parse(await GobgpAsync($"neighbor {neighbor} adj-in -a {family} -j"));
+        return [.. doc.RootElement.EnumerateObject().Select(p => p.Name)];
     }
 
     /// <summary>The global RIB as prefix -> path attributes (JSON), from <c>gobgp global rib -j</c>.</summary>
