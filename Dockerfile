@@ -32,7 +32,7 @@ RUN dotnet publish src/ShadowNet.Daemon -c Release -r linux-x64 --self-contained
 FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS runtime
 COPY --from=build /out/daemon /opt/shadownet/daemon
 COPY --from=build /out/cli /opt/shadownet/cli
-COPY models/shadownet-lstm.onnx /opt/shadownet/models/
+COPY models/shadownet-lstm.onnx /opt/shadownet/
 COPY config/shadownet.example.json /etc/shadownet/shadownet.example.json
 RUN printf '#!/bin/sh\nexec dotnet /opt/shadownet/cli/shadownet.dll "$@"\n' > /usr/local/bin/shadownet \
  && chmod 755 /usr/local/bin/shadownet \

@@ -54,9 +54,13 @@ public class DaemonTests
     }
 
     [Fact]
-    public void SampleConfigurationInTheRepositoryIsValid()
+    public void SampleConfigurationInTheOperatorGuideIsTheRepositoryFileAndIsValid()
     {
         // The documented sample is the one checked here, so that it cannot drift from the code.
+        var sample = File.ReadAllText(Repository.File("config", "shadownet.example.json")).TrimEnd();
+        var guide = File.ReadAllText(Repository.File("docs", "operator-guide.md"));
+        var start = guide.IndexOf("```json\n", StringComparison.Ordinal) + "```json\n".Length;
+        Assert.Equal(sample, guide[start..guide.IndexOf("```", start, StringComparison.Ordinal)].TrimEnd());
         var configuration = new ConfigurationBuilder()
             .AddJsonFile(Repository.File("config", "shadownet.example.json"))
             .Build();
@@ -65,6 +69,7 @@ public class DaemonTests
         Assert.NotNull(read.UdpHooks);
         Assert.NotNull(read.GrpcListen);
         Assert.NotNull(read.MetricsListen);
+        Assert.Equal("/opt/shadownet/shadownet-lstm.onnx", read.Prediction?.ModelPath);
     }
 
     [Fact]
