@@ -158,6 +158,55 @@ public class CliTests
         }
     }
 
+    [Fact]
+    public async Task ReportMetricsFeedsACsvFileToTheForecasterAndRefusesABadRowNamingIt()
+    {
+        using var folder = new TempDirectory("daemon-report");
+        var grpcPort = TestPorts.Next();
+        var config = Config(folder.File("state.db"), TestPorts.Next(), FreeUdpPort());
+        config["grpc"] = new JsonObject { ["listen"] = $"127.0.0.1:{grpcPort}" };
+        config["prediction"] = new JsonObject { ["fallback"] = "static-warm:2", ["stepSeconds"] = 1 };
+        var file = folder.File("shadownetd.json");
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+        var server = $"http://127.0.0.1:{grpcPort}";
+        var csv = folder.File("web.csv");
+        var start = DateTimeOffset.UtcNow.AddMinutes(-20);
+        await File.WriteAllLinesAsync(csv,
+        [
+            "timestamp,instances,requests_per_second,deploys",
+            .. Enumerable.Range(0, 4).Select(i => $"{start.AddMinutes(5 * i):O},{3 + i},{60 * (3 + i)},{(i == 2 ? "1" : "")}"),
+        ]);
+        var bad = folder.File("bad.csv");
+        await File.WriteAllLinesAsync(bad, ["timestamp,instances", $"{start:O},3", $"{start.AddMinutes(5):O},lots"]);
+        using var daemon = Start(file);
+        try
+        {
+            var status = await Eventually.WaitAsync(() => CliAsync("status", "--server", server), r => r.Exit == 0, Patience);
+            Assert.True(status.Exit == 0, status.Stderr);
+
+            var sent = await CliAsync("report-metrics", "--csv", csv, "--application", "web", "--server", server);
+            Assert.Equal((0, "4 samples of web accepted\n"), (sent.Exit, sent.Stdout));
+
+            // The newest row: 6 instances at 60 requests/s each; static-warm:2 expects 8, so 480 requests/s.
+            var forecast = await Eventually.WaitAsync(() => CliAsync("forecast", "--json", "--server", server),
+                r => r.Stdout.Contains("\"expected\": 8", StringComparison.Ordinal), Patience);
+            var web = JsonNode.Parse(forecast.Stdout)!["forecasts"]!.AsArray().Single()!;
+            Assert.Equal(("web", 8, 480.0), ((string)web["application"]!, (int)web["expected"]!, (double)web["expectedRequestsPerSecond"]!));
+
+            var refused = await CliAsync("report-metrics", "--csv", bad, "--application", "web", "--server", server);
+            Assert.Equal((2, "shadownet: bad.csv line 3: instances 'lots' is not a number\n"), (refused.Exit, refused.Stderr));
+
+            var nab = await CliAsync("report-metrics", "--csv", Repository.File("src", "ShadowNet.Cli", "Demo", "Traces", "grok_asg_anomaly.csv"), "--application", "grok", "--server", server);
+            Assert.Equal(0, nab.Exit);
+            Assert.Matches(@"^\d{4} samples of grok accepted\n$", nab.Stdout);
+        }
+        finally
+        {
+            daemon.Kill();
+            await daemon.WaitForExitAsync();
+        }
+    }
+
     /// <summary>The CLI in its own output folder, built in the same configuration as this test.</summary>
     private static string Cli => Path.Combine(Repository.Root, "src", "ShadowNet.Cli", "bin",
         Path.GetFileName(Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(AppContext.BaseDirectory)))!, "net10.0", "shadownet.dll");

@@ -117,6 +117,13 @@ public class GrpcApiTests
 
             using (var report = api.ReportMetrics())
             {
+                await report.RequestStream.WriteAsync(Sample("web", ("instances", -1)));
+                var bad = await Assert.ThrowsAsync<RpcException>(async () => await report.ResponseAsync);
+                Assert.Equal((StatusCode.InvalidArgument, "sample 0: values: 'instances' is -1; counts, rates and fractions cannot be negative"), (bad.StatusCode, bad.Status.Detail));
+            }
+
+            using (var report = api.ReportMetrics())
+            {
                 await report.RequestStream.WriteAsync(Sample("web", ("cpu", 0.5), ("requests_per_second", 120)));
                 await report.RequestStream.WriteAsync(Sample("web", ("cpu", 0.75), ("requests_per_second", 180)));
                 await report.RequestStream.CompleteAsync();
@@ -158,7 +165,7 @@ public class GrpcApiTests
             await WaitForApiAsync(api);
             using (var report = api.ReportMetrics())
             {
-                await report.RequestStream.WriteAsync(Sample("web", ("instances", 2), ("load", 1.7)));
+                await report.RequestStream.WriteAsync(Sample("web", ("instances", 2), ("load", 1.7), ("requests_per_second", 100)));
                 await report.RequestStream.CompleteAsync();
                 Assert.Equal(1, (await report.ResponseAsync).Accepted);
             }
@@ -168,6 +175,7 @@ public class GrpcApiTests
                 f => f is { Reserved: 5 }, Patience);
             Assert.NotNull(forecast);
             Assert.Equal(("static-warm:3", 5, 5, 0, 29), (forecast.Forecaster, forecast.Expected, forecast.Reserved, forecast.Active, forecast.PrefixLength));
+            Assert.Equal(250, forecast.ExpectedRequestsPerSecond); // 5 instances at today's 50 requests/s each
             Assert.Equal(5, (await api.ListAllocationsAsync(new ListAllocationsRequest { Application = "web" })).Allocations.Count(a => a.State == "reserved"));
 
             // The damaged model was refused and counted; the fallback forecasts.

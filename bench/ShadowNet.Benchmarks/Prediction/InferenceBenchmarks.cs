@@ -56,7 +56,7 @@ public class InferenceBenchmarks
     [Benchmark(Description = "one application: window from history + inference")]
     public float OneApplication()
     {
-        var scale = _history.WriteWindow(_single.Contract.Window, _window);
+        var scale = _history.WriteWindow(_single.Layout, _single.Contract.Window, _window);
         _single.Predict(_window, 1, _quantile);
         return _quantile[2] * scale;
     }

@@ -22,7 +22,7 @@ public sealed class AddressAllocator
     private readonly Dictionary<InstanceKey, Address> _assigned = [];
     private readonly Dictionary<InstanceKey, Address> _reservedForInstance = [];
     private readonly Dictionary<string, ApplicationBook> _applications = new(StringComparer.Ordinal);
-    private readonly Action<Address> _onQuarantineOver;
+    private readonly Func<Address, bool> _onQuarantineOver;
     private readonly bool _coarseClock;
     private readonly long _startMs;
     private readonly long _startTick;
@@ -85,7 +85,15 @@ public sealed class AddressAllocator
         var book = GetBook(application);
         var now = NowMs();
         Address first = default;
-        var reserved = 0;
+        var unnamed = book.Unnamed(family).Count;
+        foreach (var pool in book.Shadow(family))
+        {
+            pool.ReleaseExpired(now, _onQuarantineOver);
+        }
+
+        // Addresses the application released and got back when their reuse delay ended (see SetDemand)
+        // count towards the request; they are in Rereserved, not in added.
+        var reserved = Math.Min(count, book.Unnamed(family).Count - unnamed);
         while (reserved < count && TryTakeFrom(book.Shadow(family), now, out var address, out var pool))
         {
             var lease = new Lease(address, pool.Name, LeaseState.Reserved, application, null, false, now);
@@ -257,7 +265,27 @@ public sealed class AddressAllocator
         return count;
     }
 
-    /// <summary>Frees every quarantined address whose reuse delay is over, in all pools.</summary>
+    /// <summary>
+    /// Addresses that went back to their application's reservations when their reuse delay ended (see
+    /// <see cref="SetDemand"/>); their routes must be staged. The caller drains the list.
+    /// </summary>
+    public List<Address> Rereserved { get; } = [];
+
+    /// <summary>
+    /// How many unnamed reservations an application's forecast wants now (the planner says so each step;
+    /// not stored: after a restart it is 0 until the first step). While an application holds fewer, an
+    /// address it released from a shadow pool goes back to its reservations when the reuse delay ends,
+    /// instead of to the free pool: the application keeps its addresses (and its aggregate) through churn.
+    /// </summary>
+    public void SetDemand(string application, IpFamily family, int reservations)
+    {
+        if (!string.IsNullOrEmpty(application))
+        {
+            GetBook(application).Counts(family).Demand = Math.Max(0, reservations);
+        }
+    }
+
+    /// <summary>Ends every reuse delay that is over, in all pools (frees the address or gives it back to its application).</summary>
     public void ExpireQuarantine()
     {
         var now = NowMs();
@@ -538,13 +566,29 @@ public sealed class AddressAllocator
         Changes?.Add(new LeaseChange(lease, true));
     }
 
-    private void OnQuarantineOver(Address address)
+    /// <summary>A reuse delay ended: true when the address stays taken as its application's reservation.</summary>
+    private bool OnQuarantineOver(Address address)
     {
-        if (_leases.Remove(address, out var lease))
+        if (!_leases.Remove(address, out var lease))
         {
-            _poolsByName[lease.Pool].QuarantinedCount--;
-            Changes?.Add(new LeaseChange(lease, true));
+            return false;
         }
+
+        var pool = _poolsByName[lease.Pool];
+        pool.QuarantinedCount--;
+        var family = address.Family;
+        if (pool.Definition.Kind == PoolKind.Shadow && lease.Application is { } application && _applications.TryGetValue(application, out var book)
+            && book.Unnamed(family).Count < book.Counts(family).Demand && Array.IndexOf(book.Shadow(family), pool) >= 0)
+        {
+            var reserved = new Lease(address, pool.Name, LeaseState.Reserved, application, null, false, NowMs());
+            Put(reserved, pool);
+            book.Unnamed(family).AddLast(address);
+            Rereserved.Add(address);
+            return true;
+        }
+
+        Changes?.Add(new LeaseChange(lease, true));
+        return false;
     }
 
     private static void Count(AddressPool pool, LeaseState state, int delta)
@@ -605,6 +649,9 @@ public sealed class AddressAllocator
         public int ReservedForNamed { get; set; }
 
         public int Assigned { get; set; }
+
+        /// <summary>Unnamed reservations the forecast wants (<see cref="SetDemand"/>).</summary>
+        public int Demand { get; set; }
     }
 }
 

@@ -78,9 +78,9 @@ internal sealed class AddressPool
     public int CreatedChunks => _blocks.Sum(b => b.CreatedChunks);
 
     /// <summary>Takes the lowest free address, after returning the quarantined ones whose delay is over.</summary>
-    public bool TryTake(long nowMs, out Address address, Action<Address>? onReleasedFromQuarantine = null)
+    public bool TryTake(long nowMs, out Address address, Func<Address, bool>? onQuarantineOver = null)
     {
-        ReleaseExpired(nowMs, onReleasedFromQuarantine);
+        ReleaseExpired(nowMs, onQuarantineOver);
         for (var i = _firstBlockWithFree; i < _blocks.Length; i++)
         {
             if (_blocks[i].TryTake(out var offset))
@@ -150,14 +150,19 @@ internal sealed class AddressPool
         return true;
     }
 
-    public void ReleaseExpired(long nowMs, Action<Address>? onReleased)
+    /// <summary>
+    /// Ends the reuse delays that are over. <paramref name="keep"/> sees each address first: true keeps it
+    /// taken (the allocator gave it straight back to its application), false frees it.
+    /// </summary>
+    public void ReleaseExpired(long nowMs, Func<Address, bool>? keep)
     {
         while (_quarantine.Count > 0 && _quarantine.First.ReadyAtMs <= nowMs)
         {
             _quarantine.TryTakeFirst(out var entry);
-            var address = entry.Address;
-            Return(address);
-            onReleased?.Invoke(address);
+            if (keep?.Invoke(entry.Address) != true)
+            {
+                Return(entry.Address);
+            }
         }
     }
 

@@ -51,8 +51,9 @@ internal static class ControllerCommands
         Allocations(),
         Query("forecast", "What the forecast loop last planned per application",
             async api => await api.GetForecastAsync(new GetForecastRequest()),
-            reply => $"forecaster: {reply.Forecaster}, step {reply.StepSeconds} s\n" + Table.Columns(["APPLICATION", "BY", "ACTIVE", "EXPECTED", "RESERVED", "ADDITIONAL", "PREFIX", "AT"],
-                reply.Forecasts.Select(f => new[] { f.Application, f.Forecaster, f.Active.ToString(), f.Expected.ToString(), f.Reserved.ToString(), f.Additional.ToString(), $"/{f.PrefixLength}", f.At?.ToDateTimeOffset().ToString("u") ?? "" }))),
+            reply => $"forecaster: {reply.Forecaster}, step {reply.StepSeconds} s\n" + Table.Columns(["APPLICATION", "BY", "ACTIVE", "EXPECTED", "RESERVED", "ADDITIONAL", "PREFIX", "REQUESTS/S", "AT"],
+                reply.Forecasts.Select(f => new[] { f.Application, f.Forecaster, f.Active.ToString(), f.Expected.ToString(), f.Reserved.ToString(), f.Additional.ToString(), $"/{f.PrefixLength}",
+                    f.ExpectedRequestsPerSecond > 0 ? f.ExpectedRequestsPerSecond.ToString("0.#", System.Globalization.CultureInfo.InvariantCulture) : "", f.At?.ToDateTimeOffset().ToString("u") ?? "" }))),
         Query("routes", "Routes in the BGP speaker: active, and staged with the shadow community",
             async api => await api.ListRoutesAsync(new ListRoutesRequest()),
             reply => Table.Columns(["PREFIX", "NEXT HOP", "STATE", "COMMUNITIES"],
@@ -60,6 +61,7 @@ internal static class ControllerCommands
                 + $"{reply.Held} reservations held (staged, not sent)\n"),
         Hook(),
         ExportTrainingDataCommand.Create(),
+        ReportMetricsCommand.Create(),
     ];
 
     private static Command Query<TReply>(string name, string description, Func<ControllerClient, Task<TReply>> call, Func<TReply, string> table)

@@ -136,14 +136,29 @@ public sealed class DurableAllocator : IAsyncDisposable
     public ValueTask<ReserveResult> ReserveAsync(string application, IpFamily family, int count, CancellationToken cancellationToken = default) =>
         Submit(static (a, x) => a.Reserve(x.application, x.family, x.count), (application, family, count), cancellationToken);
 
-    /// <summary>Reserves and reports the addresses reserved (for staging their routes).</summary>
+    /// <summary>
+    /// Reserves and reports the addresses that became reservations (for staging their routes): the new
+    /// ones, and any that went back to their application when a reuse delay ended.
+    /// </summary>
     public ValueTask<IReadOnlyList<Address>> ReserveAddressesAsync(string application, IpFamily family, int count, CancellationToken cancellationToken = default) =>
         Submit<(string application, IpFamily family, int count), IReadOnlyList<Address>>(static (a, x) =>
         {
             var added = new List<Address>(x.count);
             a.Reserve(x.application, x.family, x.count, added);
-            return added;
+            return DrainRereserved(a, added);
         }, (application, family, count), cancellationToken);
+
+    /// <summary>
+    /// Records the forecast's demand (<see cref="AddressAllocator.SetDemand"/>) and ends the reuse delays
+    /// that are over; returns the addresses that went back to their application's reservations.
+    /// </summary>
+    public ValueTask<IReadOnlyList<Address>> SetDemandAsync(string application, IpFamily family, int reservations, CancellationToken cancellationToken = default) =>
+        Submit<(string application, IpFamily family, int reservations), IReadOnlyList<Address>>(static (a, x) =>
+        {
+            a.SetDemand(x.application, x.family, x.reservations);
+            a.ExpireQuarantine();
+            return DrainRereserved(a, []);
+        }, (application, family, reservations), cancellationToken);
 
     public ValueTask<ReserveResult> ReserveForAsync(string application, string instance, IpFamily family, CancellationToken cancellationToken = default) =>
         Submit(static (a, x) => a.ReserveFor(x.application, x.instance, x.family), (application, instance, family), cancellationToken);
@@ -183,6 +198,13 @@ public sealed class DurableAllocator : IAsyncDisposable
             a.Shrink(x.application, x.family, x.keep, removed);
             return removed;
         }, (application, family, keep), cancellationToken);
+
+    private static List<Address> DrainRereserved(AddressAllocator allocator, List<Address> into)
+    {
+        into.AddRange(allocator.Rereserved);
+        allocator.Rereserved.Clear();
+        return into;
+    }
 
     /// <summary>
     /// Runs a read against the allocator on the writer thread, in order with the writes, so it sees every

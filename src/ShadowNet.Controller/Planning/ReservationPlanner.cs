@@ -19,7 +19,8 @@ public readonly record struct PlanStep(int Target, int Reserved, int Active, int
 /// <summary>
 /// The input side of the Shadow Network Allocator: per application, target reservations = forecast
 /// minus active instances; grows at once (through the route manager, so the routes are staged), and
-/// shrinks only past a hysteresis and after a cool-down, so reservations do not flap.
+/// shrinks only past a hysteresis and after a cool-down, so reservations do not flap. The target is
+/// also the application's demand: addresses it released come back to it after their reuse delay.
 /// </summary>
 public sealed class ReservationPlanner(ActiveRouteManager manager, DurableAllocator allocator, PlannerOptions options)
 {
@@ -29,6 +30,12 @@ public sealed class ReservationPlanner(ActiveRouteManager manager, DurableAlloca
     {
         var usage = await allocator.ReadAsync(a => a.GetUsage(application, family), cancellationToken);
         var target = Math.Max(0, forecastInstances - usage.Assigned);
+        if (await manager.SetDemandAsync(application, family, target, cancellationToken) > 0)
+        {
+            // Released addresses came back to it: count them before reserving more.
+            usage = await allocator.ReadAsync(a => a.GetUsage(application, family), cancellationToken);
+        }
+
         var unnamed = usage.Reserved; // reservations for whichever instance comes (named ones are spoken for)
         if (unnamed < target)
         {

@@ -165,6 +165,21 @@ public sealed class ActiveRouteManager : IHookHandler
         return addresses;
     }
 
+    /// <summary>
+    /// Tells the allocator how many reservations the forecast wants for an application, so that addresses
+    /// it releases come back to it after their reuse delay; stages the routes of those that did.
+    /// </summary>
+    public async Task<int> SetDemandAsync(string application, IpFamily family, int reservations, CancellationToken cancellationToken = default)
+    {
+        var returned = await _allocator.SetDemandAsync(application, family, reservations, cancellationToken);
+        foreach (var address in returned)
+        {
+            Stage(address);
+        }
+
+        return returned.Count;
+    }
+
     /// <summary>Gives back reservations beyond <paramref name="keep"/> and withdraws their staged routes.</summary>
     public async Task<IReadOnlyList<Address>> ShrinkAsync(string application, IpFamily family, int keep, CancellationToken cancellationToken = default)
     {

@@ -8,6 +8,7 @@ using ShadowNet.Api.V1;
 using ShadowNet.Bgp.Sessions;
 using ShadowNet.Controller.Telemetry;
 using ShadowNet.Hooks.Udp;
+using ShadowNet.Prediction.Features;
 using Family = ShadowNet.Api.V1.Family;
 using ApiMetricSample = ShadowNet.Api.V1.MetricSample;
 using GrpcStatus = Grpc.Core.Status;
@@ -230,6 +231,7 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
                 Reserved = forecast.Reserved,
                 Additional = forecast.Additional,
                 PrefixLength = 32 - (int)Math.Ceiling(Math.Log2(Math.Max(1, forecast.Expected))),
+                ExpectedRequestsPerSecond = forecast.ExpectedRequestsPerSecond ?? 0,
             };
             message.Quantiles.AddRange(forecast.Quantiles.Select(q => new QuantileForecast { Quantile = q.Quantile, Instances = q.Instances }));
             reply.Forecasts.Add(message);
@@ -291,6 +293,11 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
                 if (!double.IsFinite(value))
                 {
                     throw Invalid($"{where}: values: '{name}' is {value}, not a finite number");
+                }
+
+                if (value < 0 && Signals.TryParse(name, out _))
+                {
+                    throw Invalid($"{where}: values: '{name}' is {value}; counts, rates and fractions cannot be negative");
                 }
             }
 

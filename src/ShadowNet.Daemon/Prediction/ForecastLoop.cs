@@ -10,8 +10,9 @@ namespace ShadowNet.Daemon.Prediction;
 
 /// <summary>What the loop last decided for one application (the gRPC GetForecast answer).</summary>
 /// <param name="Quantiles">Instances expected at each quantile the forecaster gives (the model: all of its contract's; a baseline: the configured confidence).</param>
+/// <param name="ExpectedRequestsPerSecond">The traffic those instances would serve at today's requests per instance; null when the application does not report requests_per_second.</param>
 public sealed record ApplicationForecast(string Application, string Forecaster, DateTimeOffset At, int Active, int Expected, int Reserved, int Additional,
-    IReadOnlyList<(double Quantile, int Instances)> Quantiles);
+    IReadOnlyList<(double Quantile, int Instances)> Quantiles, double? ExpectedRequestsPerSecond = null);
 
 /// <summary>
 /// The Behavioral Analysis Engine in the daemon: each step (the model's, 5 minutes), every application
@@ -54,6 +55,9 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
             "Most instances expected over the horizon at the configured confidence, per application");
         _meter.CreateObservableGauge("shadownet.prediction.addresses.additional", () => Measure(f => f.Additional), "{address}",
             "Addresses to have ready beyond the running instances, per application");
+        _meter.CreateObservableGauge("shadownet.prediction.requests.expected", () => Forecasts().Where(f => f.ExpectedRequestsPerSecond is not null)
+            .Select(f => new Measurement<double>(f.ExpectedRequestsPerSecond!.Value, new KeyValuePair<string, object?>("application", f.Application))), "{request}/s",
+            "Traffic the expected instances would serve at the current requests per instance, per application reporting requests_per_second");
         _feed = options.Prometheus is { } prometheus ? new PrometheusFeed(prometheus, log, _meter) : null;
         TryLoadModel();
     }
@@ -67,15 +71,18 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
     private IEnumerable<Measurement<int>> Measure(Func<ApplicationForecast, int> value) =>
         Forecasts().Select(f => new Measurement<int>(value(f), new KeyValuePair<string, object?>("application", f.Application)));
 
-    /// <summary>A reported sample: "instances" (required) and "load" in instance units (else the instance count).</summary>
+    /// <summary>
+    /// A reported sample: any of the <see cref="Signal"/> names ("instances", "load", "requests_per_second",
+    /// "deploys", ...; others are ignored). An application is planned for once it has reported "instances".
+    /// </summary>
     public void Observe(string application, long unixSeconds, IReadOnlyDictionary<string, double> values)
     {
-        if (!values.TryGetValue("instances", out var instances))
+        Span<float> signals = stackalloc float[Signals.Count];
+        if (!Signals.TryRead(values, signals, out _))
         {
-            return;
+            return; // the API refuses such a sample before it gets here
         }
 
-        var load = values.TryGetValue("load", out var l) ? l : instances;
         lock (_histories)
         {
             if (!_histories.TryGetValue(application, out var history))
@@ -88,7 +95,7 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
                 _histories[application] = history = new ApplicationHistory(Math.Max(_options.HistorySteps, (_model?.Contract.Window ?? 0) + 1), _options.StepSeconds);
             }
 
-            history.Add(unixSeconds, (float)instances, (float)load);
+            history.Add(unixSeconds, signals);
         }
     }
 
@@ -115,22 +122,28 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
             await _feed.PollAsync(this, now, cancellationToken);
         }
 
-        var plans = new List<(string Application, int Forecast, string By, (double, int)[] Quantiles)>();
+        var plans = new List<(string Application, int Forecast, string By, (double, int)[] Quantiles, double? RequestsPerInstance)>();
         lock (_histories)
         {
-            var batched = new List<(string Application, float Scale)>();
+            var batched = new List<(string Application, float Scale, double? RequestsPerInstance)>();
             foreach (var (application, history) in _histories)
             {
+                if (!history.Reported(Signal.Instances))
+                {
+                    continue;
+                }
+
+                var requestsPerInstance = RequestsPerInstance(history);
                 if (_model is not null && history.Count >= _model.Contract.Window)
                 {
                     EnsureBatchCapacity(batched.Count + 1);
-                    var scale = history.WriteWindow(_model.Contract.Window, _windows.AsSpan(batched.Count * _model.WindowValues, _model.WindowValues));
-                    batched.Add((application, scale));
+                    var scale = history.WriteWindow(_model.Layout, _model.Contract.Window, _windows.AsSpan(batched.Count * _model.WindowValues, _model.WindowValues));
+                    batched.Add((application, scale, requestsPerInstance));
                 }
                 else
                 {
                     var expected = _fallback.Forecast(history, _options.Confidence) ?? (int)history.Latest().Instances;
-                    plans.Add((application, expected, _fallback.Name, [(_options.Confidence, expected)]));
+                    plans.Add((application, expected, _fallback.Name, [(_options.Confidence, expected)], requestsPerInstance));
                 }
             }
 
@@ -148,19 +161,27 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
                         all[q] = (model.Contract.Quantiles[q], LstmForecaster.ToInstances(_quantiles[(i * quantiles) + q], batched[i].Scale));
                     }
 
-                    plans.Add((batched[i].Application, all[index].Item2, "lstm", all));
+                    plans.Add((batched[i].Application, all[index].Item2, "lstm", all, batched[i].RequestsPerInstance));
                 }
             }
         }
 
-        foreach (var (application, forecast, by, quantileForecasts) in plans)
+        foreach (var (application, forecast, by, quantileForecasts, requestsPerInstance) in plans)
         {
             var step = await _planner.PlanAsync(application, IpFamily.IPv4, forecast, now, cancellationToken);
             lock (_forecasts)
             {
-                _forecasts[application] = new ApplicationForecast(application, by, now, step.Active, forecast, step.Reserved, Math.Max(0, forecast - step.Active), quantileForecasts);
+                _forecasts[application] = new ApplicationForecast(application, by, now, step.Active, forecast, step.Reserved, Math.Max(0, forecast - step.Active),
+                    quantileForecasts, forecast * requestsPerInstance);
             }
         }
+    }
+
+    /// <summary>The traffic one instance serves now, when the application reports it; the forecast scales it to the horizon.</summary>
+    private static double? RequestsPerInstance(ApplicationHistory history)
+    {
+        var instances = history.InstancesAt(0);
+        return history.Reported(Signal.RequestsPerSecond) && instances > 0 ? history.ValueAt(Signal.RequestsPerSecond, 0) / instances : null;
     }
 
     /// <summary>Batch buffers grow in steps of 256 applications and are kept: a steady loop allocates nothing.</summary>

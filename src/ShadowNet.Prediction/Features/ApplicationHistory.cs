@@ -1,19 +1,19 @@
 namespace ShadowNet.Prediction.Features;
 
 /// <summary>
-/// An application's recent steps in a fixed ring (no allocation per sample): instances running and
-/// load in instance units (load / capacity of one instance), at fixed steps. A gap is filled by
-/// carrying the last step forward (counted); a sample for a step already past is late and dropped
-/// (counted): the window a model sees is always whole and in order.
+/// An application's recent steps in fixed rings (no allocation per sample): the instances running, the
+/// load in instance units (load / capacity of one instance), traffic, resource use and log-derived
+/// events, at fixed steps. A gap is filled by carrying gauges forward with no events (counted); a sample
+/// for a step already past is late and dropped (counted): the window a model sees is always whole and in
+/// order.
 /// </summary>
 public sealed class ApplicationHistory
 {
-    /// <summary>The feature order the committed model's contract names (models/README.md).</summary>
-    public static readonly IReadOnlyList<string> FeatureNames = ["instances", "load", "hour_sin", "hour_cos", "dow_sin", "dow_cos"];
+    /// <summary>Every feature the pipeline can give a model, by the name a model's contract uses.</summary>
+    public static readonly IReadOnlyList<string> FeatureNames = [.. FeatureLayout.Known];
 
     private readonly long[] _stepStart;
-    private readonly float[] _instances;
-    private readonly float[] _load;
+    private readonly float[][] _signals;
     private readonly long _stepSeconds;
     private int _count;
     private int _next;
@@ -23,8 +23,12 @@ public sealed class ApplicationHistory
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(stepSeconds, 1);
         _stepStart = new long[capacity];
-        _instances = new float[capacity];
-        _load = new float[capacity];
+        _signals = new float[Signals.Count][];
+        for (var i = 0; i < _signals.Length; i++)
+        {
+            _signals[i] = new float[capacity];
+        }
+
         _stepSeconds = stepSeconds;
     }
 
@@ -37,9 +41,33 @@ public sealed class ApplicationHistory
     /// <summary>Unix seconds of the newest step's start; meaningless while <see cref="Count"/> is 0.</summary>
     public long LastStep => _stepStart[(_next - 1 + _stepStart.Length) % _stepStart.Length];
 
-    /// <summary>Records a sample; its time is rounded down to its step.</summary>
+    /// <summary>True once a sample has carried the signal (gauges not yet reported read as 0).</summary>
+    public bool Reported(Signal signal) => (_reported & (1 << (int)signal)) != 0;
+
+    private int _reported;
+
+    /// <summary>Records instances and load (a trace replay's sample); its time is rounded down to its step.</summary>
     public void Add(long unixSeconds, float instances, float load)
     {
+        Span<float> values = stackalloc float[Signals.Count];
+        values.Fill(float.NaN);
+        values[(int)Signal.Instances] = instances;
+        values[(int)Signal.Load] = load;
+        Add(unixSeconds, values);
+    }
+
+    /// <summary>
+    /// Records a sample: one value per <see cref="Signal"/>, NaN for those it does not carry (a gauge
+    /// keeps its last value, load follows instances, events count 0). Gauges replace within a step (the
+    /// latest reading counts); events add up.
+    /// </summary>
+    public void Add(long unixSeconds, ReadOnlySpan<float> values)
+    {
+        if (values.Length != Signals.Count)
+        {
+            throw new ArgumentException($"{values.Length} values; one per signal ({Signals.Count}) expected", nameof(values));
+        }
+
         var step = unixSeconds - (((unixSeconds % _stepSeconds) + _stepSeconds) % _stepSeconds);
         if (_count > 0)
         {
@@ -50,65 +78,122 @@ public sealed class ApplicationHistory
                 return;
             }
 
+            var newest = Index(0);
             if (step == last)
             {
-                // A second sample in the same step replaces the first: the latest reading counts.
-                var at = (_next - 1 + _stepStart.Length) % _stepStart.Length;
-                (_instances[at], _load[at]) = (instances, load);
+                Merge(newest, values, sameStep: true);
                 return;
             }
 
-            var (lastInstances, lastLoad) = Latest();
             for (var missing = last + _stepSeconds; missing < step && missing - last <= _stepSeconds * _stepStart.Length; missing += _stepSeconds)
             {
-                Append(missing, lastInstances, lastLoad);
+                Append(missing, newest);
                 GapsFilled++;
             }
+
+            Append(step, Index(0));
+        }
+        else
+        {
+            Append(step, -1);
         }
 
-        Append(step, instances, load);
+        Merge(Index(0), values, sameStep: false);
     }
 
     /// <summary>Instances of the step <paramref name="back"/> steps before the newest (0 = newest).</summary>
-    public float InstancesAt(int back) => _instances[Index(back)];
+    public float InstancesAt(int back) => _signals[(int)Signal.Instances][Index(back)];
 
-    public (float Instances, float Load) Latest() => (_instances[Index(0)], _load[Index(0)]);
+    /// <summary>A signal's value <paramref name="back"/> steps before the newest (0 = newest).</summary>
+    public float ValueAt(Signal signal, int back) => _signals[(int)signal][Index(back)];
+
+    public (float Instances, float Load) Latest() => (ValueAt(Signal.Instances, 0), ValueAt(Signal.Load, 0));
+
+    /// <summary>The default layout (<see cref="FeatureLayout.Default"/>); see the overload.</summary>
+    public float WriteWindow(int window, Span<float> destination) => WriteWindow(FeatureLayout.Default, window, destination);
 
     /// <summary>
-    /// Writes the newest <paramref name="window"/> steps as model input, oldest first, normalised as the
-    /// contract says; returns the scale to multiply the model's outputs by. Needs <see cref="Count"/> at
-    /// least <paramref name="window"/>.
+    /// Writes the newest <paramref name="window"/> steps as model input, oldest first, in the layout's
+    /// feature order, normalised as <see cref="FeatureLayout"/> says; returns the scale to multiply the
+    /// model's outputs by. Needs <see cref="Count"/> at least <paramref name="window"/>.
     /// </summary>
-    public float WriteWindow(int window, Span<float> destination)
+    public float WriteWindow(FeatureLayout layout, int window, Span<float> destination)
     {
         if (_count < window)
         {
             throw new InvalidOperationException($"{_count} steps recorded; the window needs {window}");
         }
 
-        var features = FeatureNames.Count;
-        var scale = 1f;
-        for (var back = 0; back < window; back++)
+        var scale = Math.Max(1f, Peak(Signal.Instances, window));
+        var features = layout.Count;
+        for (var f = 0; f < features; f++)
         {
-            scale = Math.Max(scale, _instances[Index(back)]);
-        }
-
-        for (var i = 0; i < window; i++)
-        {
-            var at = Index(window - 1 - i);
-            var row = destination.Slice(i * features, features);
-            var seconds = _stepStart[at];
-            var hour = (seconds % 86400) / 3600.0;
-            var day = ((seconds / 86400) + 3) % 7; // 1970-01-01 was a Thursday: 0 = Monday
-            row[0] = _instances[at] / scale;
-            row[1] = _load[at] / scale;
-            row[2] = (float)Math.Sin(2 * Math.PI * hour / 24);
-            row[3] = (float)Math.Cos(2 * Math.PI * hour / 24);
-            row[4] = (float)Math.Sin(2 * Math.PI * day / 7);
-            row[5] = (float)Math.Cos(2 * Math.PI * day / 7);
+            var isSignal = layout.IsSignal(f, out var signal, out var time);
+            var divisor = signal switch
+            {
+                Signal.Instances or Signal.Load => scale,
+                Signal.RequestsPerSecond or Signal.BytesPerSecond => Math.Max(1e-6f, Peak(signal, window)),
+                _ => 1f,
+            };
+            for (var i = 0; i < window; i++)
+            {
+                var at = Index(window - 1 - i);
+                destination[(i * features) + f] = isSignal ? Value(signal, at, divisor) : Value(time, _stepStart[at]);
+            }
         }
 
         return scale;
+    }
+
+    private float Value(Signal signal, int at, float divisor) => Signals.IsEvent(signal)
+        ? MathF.Log(1 + Math.Max(0, _signals[(int)signal][at]))
+        : _signals[(int)signal][at] / divisor;
+
+    private static float Value(TimeFeature feature, long seconds)
+    {
+        var hour = (seconds % 86400) / 3600.0;
+        var day = ((seconds / 86400) + 3) % 7; // 1970-01-01 was a Thursday: 0 = Monday
+        return (float)(feature switch
+        {
+            TimeFeature.HourSin => Math.Sin(2 * Math.PI * hour / 24),
+            TimeFeature.HourCos => Math.Cos(2 * Math.PI * hour / 24),
+            TimeFeature.DaySin => Math.Sin(2 * Math.PI * day / 7),
+            _ => Math.Cos(2 * Math.PI * day / 7),
+        });
+    }
+
+    private float Peak(Signal signal, int window)
+    {
+        var peak = 0f;
+        var values = _signals[(int)signal];
+        for (var back = 0; back < window; back++)
+        {
+            peak = Math.Max(peak, values[Index(back)]);
+        }
+
+        return peak;
+    }
+
+    private void Merge(int at, ReadOnlySpan<float> values, bool sameStep)
+    {
+        for (var s = 0; s < values.Length; s++)
+        {
+            var value = values[s];
+            if (float.IsNaN(value))
+            {
+                continue;
+            }
+
+            _reported |= 1 << s;
+            var signal = (Signal)s;
+            _signals[s][at] = Signals.IsEvent(signal) && sameStep ? _signals[s][at] + value : value;
+        }
+
+        // Load not given with the instances: the instance count stands in, as for a replayed trace.
+        if (float.IsNaN(values[(int)Signal.Load]) && !float.IsNaN(values[(int)Signal.Instances]) && !Reported(Signal.Load))
+        {
+            _signals[(int)Signal.Load][at] = values[(int)Signal.Instances];
+        }
     }
 
     private int Index(int back)
@@ -121,11 +206,15 @@ public sealed class ApplicationHistory
         return (_next - 1 - back + (_stepStart.Length * 2)) % _stepStart.Length;
     }
 
-    private void Append(long step, float instances, float load)
+    /// <summary>A new step: gauges carried from step <paramref name="from"/> (-1: none), events at 0.</summary>
+    private void Append(long step, int from)
     {
         _stepStart[_next] = step;
-        _instances[_next] = instances;
-        _load[_next] = load;
+        for (var s = 0; s < _signals.Length; s++)
+        {
+            _signals[s][_next] = from < 0 || Signals.IsEvent((Signal)s) ? 0 : _signals[s][from];
+        }
+
         _next = (_next + 1) % _stepStart.Length;
         _count = Math.Min(_count + 1, _stepStart.Length);
     }

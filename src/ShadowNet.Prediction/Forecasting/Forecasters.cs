@@ -92,7 +92,7 @@ public sealed class LstmForecaster(OnnxForecaster model) : IInstanceForecaster
             return null;
         }
 
-        var scale = history.WriteWindow(model.Contract.Window, _window);
+        var scale = history.WriteWindow(model.Layout, model.Contract.Window, _window);
         model.Predict(_window, 1, _quantiles);
         return ToInstances(_quantiles[model.Contract.QuantileIndex(confidence)], scale);
     }

@@ -83,13 +83,21 @@ public sealed record ModelContract
         return index;
     }
 
-    /// <summary>Refuses a model whose features are not, in order, the ones the pipeline produces.</summary>
+    /// <summary>Refuses a model that asks for a feature the pipeline does not produce, or for one twice (any order is fine).</summary>
     public void CheckFeatures(string source, IReadOnlyList<string> pipeline)
     {
-        if (!Features.SequenceEqual(pipeline, StringComparer.Ordinal))
+        foreach (var feature in Features)
         {
-            throw new ModelRejectedException(
-                $"model '{source}' expects features [{string.Join(", ", Features)}]; the pipeline produces [{string.Join(", ", pipeline)}]");
+            if (!pipeline.Contains(feature, StringComparer.Ordinal))
+            {
+                throw new ModelRejectedException(
+                    $"model '{source}' expects feature '{feature}', which the pipeline does not produce (it produces [{string.Join(", ", pipeline)}])");
+            }
+        }
+
+        if (Features.Distinct(StringComparer.Ordinal).Count() != Features.Count)
+        {
+            throw new ModelRejectedException($"model '{source}' names a feature twice: [{string.Join(", ", Features)}]");
         }
     }
 }

@@ -1,4 +1,5 @@
 using Microsoft.ML.OnnxRuntime;
+using ShadowNet.Prediction.Features;
 
 namespace ShadowNet.Prediction.Models;
 
@@ -26,11 +27,15 @@ public sealed class OnnxForecaster : IDisposable
         Source = source;
         _session = session;
         Contract = contract;
+        Layout = FeatureLayout.Of(contract.Features);
     }
 
     public string Source { get; }
 
     public ModelContract Contract { get; }
+
+    /// <summary>How the pipeline writes a window for this model (its contract's features, in order).</summary>
+    public FeatureLayout Layout { get; }
 
     /// <summary>Values per application window: window length times feature count.</summary>
     public int WindowValues => Contract.Window * Contract.Features.Count;

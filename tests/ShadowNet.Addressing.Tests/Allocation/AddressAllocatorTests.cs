@@ -106,6 +106,61 @@ public class AddressAllocatorTests
     }
 
     [Fact]
+    public void AddressReleasedWhileItsApplicationHasDemandGoesBackToItsReservationsAfterTheReuseDelay()
+    {
+        var allocator = NewAllocator(TimeSpan.FromSeconds(30));
+        var reserved = new List<Address>();
+        Assert.Equal(6, allocator.Reserve("db", IpFamily.IPv4, 6, reserved).Count); // the whole shared /29
+        allocator.SetDemand("db", IpFamily.IPv4, 6);
+        var claimed = allocator.Claim("db-0", "db", IpFamily.IPv4).Address;
+        Assert.True(allocator.Release("db-0", IpFamily.IPv4, out _));
+
+        _time.Advance(TimeSpan.FromSeconds(30));
+        // Another application asks the same shared pool: the freed address is db's, not free.
+        Assert.Equal(0, allocator.Reserve("api", IpFamily.IPv4, 1).Count);
+        Assert.Equal([claimed], allocator.Rereserved);
+        Assert.True(allocator.TryGetByAddress(claimed, out var lease));
+        Assert.Equal((LeaseState.Reserved, "db", (string?)null), (lease.State, lease.Application, lease.Instance));
+        Assert.Equal(new ApplicationUsage(6, 0, 0), allocator.GetUsage("db", IpFamily.IPv4));
+        Assert.Empty(allocator.CheckInvariants());
+    }
+
+    [Fact]
+    public void AddressReleasedWithoutDemandGoesToTheFreePoolAfterTheReuseDelay()
+    {
+        var allocator = NewAllocator(TimeSpan.FromSeconds(30));
+        allocator.Reserve("db", IpFamily.IPv4, 6);
+        allocator.SetDemand("db", IpFamily.IPv4, 5); // the forecast wants no more than the five it still holds
+        var claimed = allocator.Claim("db-0", "db", IpFamily.IPv4).Address;
+        Assert.True(allocator.Release("db-0", IpFamily.IPv4, out _));
+
+        _time.Advance(TimeSpan.FromSeconds(30));
+        var api = new List<Address>();
+        Assert.Equal(1, allocator.Reserve("api", IpFamily.IPv4, 1, api).Count);
+        Assert.Equal([claimed], api);
+        Assert.Empty(allocator.Rereserved);
+        Assert.Empty(allocator.CheckInvariants());
+    }
+
+    [Fact]
+    public void AnApplicationAskingForReservationsCountsItsOwnReturnedAddressesFirst()
+    {
+        var allocator = NewAllocator(TimeSpan.FromSeconds(30));
+        allocator.Reserve("db", IpFamily.IPv4, 2);
+        allocator.SetDemand("db", IpFamily.IPv4, 2);
+        allocator.Claim("db-0", "db", IpFamily.IPv4);
+        allocator.Release("db-0", IpFamily.IPv4, out _);
+        _time.Advance(TimeSpan.FromSeconds(30));
+
+        var added = new List<Address>();
+        Assert.Equal(1, allocator.Reserve("db", IpFamily.IPv4, 1, added).Count);
+        Assert.Empty(added); // the one it asked for is the address that came back
+        Assert.Single(allocator.Rereserved);
+        Assert.Equal(new ApplicationUsage(2, 0, 0), allocator.GetUsage("db", IpFamily.IPv4));
+        Assert.Empty(allocator.CheckInvariants());
+    }
+
+    [Fact]
     public async Task ReuseDelayHoldsOnTheSystemClockToo()
     {
         // The system clock takes a cheaper path (coarse monotonic ticks): check it against real time.

@@ -1,5 +1,6 @@
 using System.Net;
 using ShadowNet.Addressing;
+using ShadowNet.Addressing.Allocation;
 using ShadowNet.Addressing.Pools;
 using ShadowNet.Bgp.Sessions;
 using ShadowNet.Controller.Allocation;
@@ -48,5 +49,36 @@ public class ReservationPlannerTests
         // After the cool-down it shrinks to the target.
         Assert.Equal(new PlanStep(1, 1, 3, 0, 6), await planner.PlanAsync("web", IpFamily.IPv4, 4, Start.AddMinutes(16)));
         Assert.Equal(1, (await allocator.ReadAsync(a => a.GetUsage("web", IpFamily.IPv4))).Reserved);
+    }
+
+    [Fact]
+    public async Task AddressDeletedWhileTheForecastStillWantsItComesBackAsAReservationNotANewOne()
+    {
+        using var folder = new TempDirectory("planner");
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(Start);
+        PoolDefinition[] pools =
+        [
+            new("shadow", PoolKind.Shadow, [IPNetwork.Parse("10.1.0.0/24")], ReuseDelay: TimeSpan.FromMinutes(1)),
+            new("dynamic", PoolKind.Dynamic, [IPNetwork.Parse("10.9.0.0/24")]),
+        ];
+        await using var allocator = DurableAllocator.Open(pools, SqliteAllocationStore.Open(folder.File("s.db")), time: time);
+        await using var speaker = new BgpSpeaker(new BgpSpeakerOptions { LocalAs = 65003, RouterId = IPAddress.Parse("127.0.0.3") });
+        var manager = new ActiveRouteManager(allocator, speaker, pools, new RouteManagerOptions { DefaultNextHopV4 = IPAddress.Parse("192.0.2.1") });
+        var planner = new ReservationPlanner(manager, allocator, new PlannerOptions());
+
+        Assert.Equal(new PlanStep(3, 3, 0, 3, 0), await planner.PlanAsync("web", IpFamily.IPv4, 3, Start));
+        var created = await manager.CreateAsync("web-0", "web", IpFamily.IPv4, null, default);
+        Assert.Equal(HookStatus.Hit, created.Status);
+        Assert.Equal(HookStatus.Deleted, (await manager.DeleteAsync("web-0", "web", IpFamily.IPv4, default)).Status);
+
+        // Within the reuse delay the address is quarantined: the planner reserves a new one to meet the forecast.
+        Assert.Equal(new PlanStep(3, 3, 0, 1, 0), await planner.PlanAsync("web", IpFamily.IPv4, 3, Start));
+        await planner.PlanAsync("web", IpFamily.IPv4, 4, Start);
+        time.Advance(TimeSpan.FromMinutes(1));
+
+        // After it, the released address is web's again (nothing new reserved), as a reservation.
+        Assert.Equal(new PlanStep(5, 5, 0, 0, 0), await planner.PlanAsync("web", IpFamily.IPv4, 5, Start.AddMinutes(1)));
+        var lease = await allocator.ReadAsync(a => a.TryGetByAddress(created.Address!.Value, out var l) ? l : default);
+        Assert.Equal((LeaseState.Reserved, "web"), (lease.State, lease.Application));
     }
 }

@@ -38,7 +38,7 @@ public class ApplicationHistoryTests
             history.Add(Monday + hour * 3600, 2 + hour, 1.5f + hour);
         }
 
-        var window = new float[4 * ApplicationHistory.FeatureNames.Count];
+        var window = new float[4 * FeatureLayout.Default.Count];
         var scale = history.WriteWindow(4, window);
         Assert.Equal(7f, scale);
         var first = window.AsSpan(0, 6).ToArray();    // 02:00 Monday: 4 instances, load 3.5
@@ -59,5 +59,60 @@ public class ApplicationHistoryTests
         var window = new float[6];
         Assert.Equal(1f, history.WriteWindow(1, window));
         Assert.Equal(0.2f, window[1], 5);
+    }
+
+    [Fact]
+    public void EventsAddUpWithinAStepAndAreZeroInAGapWhileGaugesCarryForward()
+    {
+        var history = new ApplicationHistory(8, 300);
+        history.Add(Monday, Sample(("instances", 4), ("cpu", 0.5), ("deploys", 1)));
+        history.Add(Monday + 100, Sample(("deploys", 2), ("errors", 7)));   // same step: events add, gauges untouched
+        history.Add(Monday + 900, Sample(("instances", 6)));                // steps 1 and 2 missing
+
+        Assert.Equal((4, 2L), (history.Count, history.GapsFilled));
+        Assert.Equal([0f, 0f, 0f, 3f], Enumerable.Range(0, 4).Select(back => history.ValueAt(Signal.Deploys, back)));
+        Assert.Equal(7f, history.ValueAt(Signal.Errors, 3));
+        Assert.Equal([0.5f, 0.5f, 0.5f, 0.5f], Enumerable.Range(0, 4).Select(back => history.ValueAt(Signal.Cpu, back)));
+        Assert.Equal([6f, 4f, 4f, 4f], Enumerable.Range(0, 4).Select(history.InstancesAt));
+        Assert.Equal(6f, history.Latest().Load); // no load reported: the instance count stands in
+        Assert.False(history.Reported(Signal.RequestsPerSecond));
+    }
+
+    [Fact]
+    public void WindowFollowsTheContractsOrderWithTrafficAsItsShapeAndEventsAsLogCounts()
+    {
+        var history = new ApplicationHistory(8, 300);
+        history.Add(Monday, Sample(("instances", 2), ("requests_per_second", 50), ("cpu", 0.25)));
+        history.Add(Monday + 300, Sample(("instances", 4), ("requests_per_second", 200), ("cpu", 0.75), ("deploys", 3)));
+        var layout = FeatureLayout.Of(["deploys", "instances", "requests_per_second", "cpu"]);
+
+        var window = new float[2 * layout.Count];
+        Assert.Equal(4f, history.WriteWindow(layout, 2, window));
+        Assert.Equal([0f, 0.5f, 0.25f, 0.25f, MathF.Log(4), 1f, 1f, 0.75f], window);
+    }
+
+    [Fact]
+    public void LayoutRefusesAnUnknownOrRepeatedFeatureNamingIt()
+    {
+        Assert.Contains("feature 'gpu' is not one the pipeline produces", Assert.Throws<ArgumentException>(() => FeatureLayout.Of(["instances", "gpu"])).Message, StringComparison.Ordinal);
+        Assert.Contains("feature 'load' is named twice", Assert.Throws<ArgumentException>(() => FeatureLayout.Of(["load", "instances", "load"])).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void SignalsAreReadByNameAndANegativeValueIsNamed()
+    {
+        var values = new float[Signals.Count];
+        Assert.True(Signals.TryRead(new Dictionary<string, double> { ["instances"] = 3, ["gc_pauses"] = 9 }, values, out _));
+        Assert.Equal(3f, values[(int)Signal.Instances]);
+        Assert.True(float.IsNaN(values[(int)Signal.Load]));
+        Assert.False(Signals.TryRead(new Dictionary<string, double> { ["errors"] = -2 }, values, out var bad));
+        Assert.Equal("errors", bad);
+    }
+
+    private static float[] Sample(params (string Name, double Value)[] values)
+    {
+        var signals = new float[Signals.Count];
+        Assert.True(Signals.TryRead(values.ToDictionary(v => v.Name, v => v.Value), signals, out _));
+        return signals;
     }
 }
