@@ -38,6 +38,10 @@ public sealed class BgpPeerOptions
     /// <summary>Next hop for IPv6 routes without one, when the session runs over IPv4.</summary>
     public IPAddress? NextHopV6 { get; set; }
     public bool ExtendedMessage { get; set; } = true;
+    /// <summary>RFC 2385 TCP MD5 signature key (both directions; the listener holds it for this address); null for none.</summary>
+    public string? Password { get; set; }
+    /// <summary>RFC 5082 GTSM: send with TTL 255 and accept only segments that crossed at most this many routers (1: directly connected); null for off.</summary>
+    public int? TtlSecurityHops { get; set; }
 
     public string DisplayName => string.IsNullOrEmpty(Name) ? $"{Address}:{Port}" : Name;
 }

@@ -163,6 +163,10 @@ public sealed partial class BgpPeer
         {
             if (Options.LocalAddress is { } local)
                 socket.Bind(new IPEndPoint(local, 0));
+            if (Options.Password is { } password)
+                TcpSecurity.SetMd5Key(socket, Options.Address, password);
+            if (Options.TtlSecurityHops is { } hops)
+                TcpSecurity.SetTtlSecurity(socket, hops);
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
             timeout.CancelAfter(Options.ConnectRetry < TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : Options.ConnectRetry);
             await socket.ConnectAsync(new IPEndPoint(Options.Address, Options.Port), timeout.Token).ConfigureAwait(false);

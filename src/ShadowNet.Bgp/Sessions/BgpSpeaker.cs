@@ -48,7 +48,11 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         var peer = new BgpPeer(this, options, _loggerFactory.CreateLogger<BgpPeer>());
         lock (_peers)
+        {
             _peers.Add(peer);
+            foreach (var listener in _listeners)
+                Secure(listener, options);
+        }
         return peer;
     }
 
@@ -64,8 +68,13 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
             var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
             socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
             socket.Bind(endpoint);
+            lock (_peers)
+            {
+                foreach (var peer in _peers)
+                    Secure(socket, peer.Options);
+                _listeners.Add(socket);
+            }
             socket.Listen(64);
-            _listeners.Add(socket);
             _tasks.Add(Task.Run(() => AcceptLoopAsync(socket, _stopping.Token)));
             Log.Listening(_logger, (IPEndPoint)socket.LocalEndPoint!);
         }
@@ -98,6 +107,18 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
                 _ = RejectAsync(client);
                 continue;
             }
+            if (peer.Options.TtlSecurityHops is { } hops)
+            {
+                try
+                {
+                    TcpSecurity.SetTtlSecurity(client, hops);
+                }
+                catch (SocketException)
+                {
+                    client.Dispose();
+                    continue;
+                }
+            }
             var task = Task.Run(() => peer.AcceptAsync(client, ct), CancellationToken.None);
             lock (_accepted)
                 _accepted.Add(task);
@@ -107,6 +128,19 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
                     _accepted.Remove(t);
             }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
+    }
+
+    /// <summary>
+    /// A listener holds each peer's MD5 key (connections from that address inherit it) and, when any peer
+    /// uses GTSM, answers with TTL 255 so that its SYN-ACK passes the peer's check; the minimum TTL is set
+    /// per accepted connection, since the listener serves peers without GTSM too.
+    /// </summary>
+    private static void Secure(Socket listener, BgpPeerOptions peer)
+    {
+        if (peer.Password is { } password && (listener.AddressFamily == peer.Address.AddressFamily || listener.DualMode))
+            TcpSecurity.SetMd5Key(listener, peer.Address, password);
+        if (peer.TtlSecurityHops is not null)
+            TcpSecurity.SendWithMaximumTtl(listener);
     }
 
     private static async Task RejectAsync(Socket client)

@@ -180,10 +180,22 @@ public sealed record DaemonConfiguration
             Passive = OptionalBool(peer, "passive"),
             HoldTimeSeconds = (ushort)OptionalUInt(peer, "holdTime", 0, 65535, 90),
             MaxPrefixes = peer["maxPrefixes"] is null ? null : (int)RequiredUInt(peer, "maxPrefixes", 1, int.MaxValue),
+            Password = peer["password"],
+            TtlSecurityHops = peer["ttlSecurityHops"] is null ? null : (int)RequiredUInt(peer, "ttlSecurityHops", 1, 254),
         };
         if (options.HoldTimeSeconds is 1 or 2)
         {
             throw new ConfigurationException($"{peer.Path}:holdTime", "must be 0 or at least 3 (RFC 4271 section 4.2)");
+        }
+
+        if (options.Password is { } password && TcpSecurity.CheckPassword(password) is { } problem)
+        {
+            throw new ConfigurationException($"{peer.Path}:password", problem);
+        }
+
+        if ((options.Password is not null || options.TtlSecurityHops is not null) && !OperatingSystem.IsLinux())
+        {
+            throw new ConfigurationException($"{peer.Path}:{(options.Password is not null ? "password" : "ttlSecurityHops")}", "needs Linux (TCP_MD5SIG, IP_MINTTL)");
         }
 
         if (families.Count > 0)
