@@ -91,6 +91,10 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         var manager = new ActiveRouteManager(_allocator, _speaker, configuration.Pools, configuration.Routes, Samples, _missLog);
         var restored = await manager.RestoreAsync(cancellationToken);
         await manager.TopUpWarmAsync(cancellationToken);
+
+        // A restart with state (RFC 4724's R bit): routers that kept our routes as stale go on forwarding on
+        // them until our End-of-RIB, which follows the whole restored table and removes only what is gone.
+        _speaker.Options.Restarting = await _allocator.ReadAsync(a => a.LeaseCount, cancellationToken) > 0;
         _speaker.Start();
         if (configuration.UdpHooks is { } udp)
         {

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
+using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Configuration;
 using ShadowNet.Addressing;
 using ShadowNet.Hooks.Udp;
@@ -143,6 +144,78 @@ public class DaemonTests
             await restarted.WaitForExitAsync(exit.Token);
             Assert.Equal(0, restarted.ExitCode);
             await Eventually.WaitAsync(() => Task.FromResult(bird.Log), log => log.Contains("shadownetd shutting down", StringComparison.Ordinal), Patience);
+        }
+    }
+
+    [Fact]
+    public async Task SigkilledDaemonWithGracefulRestartKeepsBirdForwardingAndItsEndOfRibRemovesOnlyWhatIsGone()
+    {
+        using var folder = new TempDirectory("daemon-gr");
+        var birdPort = TestPorts.Next();
+        var udpPort = FreeUdpPort();
+        await using var bird = new BirdPeer($$"""
+              local 127.0.0.2 port {{birdPort}} as 65002;
+              neighbor 127.0.0.3 as 65003;
+              multihop; strict bind on; passive on; hold time 30;
+              graceful restart on;
+              ipv4 { import all; export none; };
+            """);
+        await bird.StartAsync();
+        var file = folder.File("shadownetd.json");
+        var config = Config(folder.File("state.db"), birdPort, udpPort);
+        config["bgp"]!["gracefulRestart"] = 60;
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+        var key = Convert.FromHexString(KeyHex);
+
+        using (var daemon = Start(file))
+        {
+            using var client = new HookClient(new IPEndPoint(IPAddress.Loopback, udpPort), 1, key, 1_000) { MaxAttempts = 12 };
+            for (var i = 0; i < 4; i++)
+            {
+                Assert.Equal(HookStatus.Miss, (await client.CreateAsync($"vm-{i}", "web", IpFamily.IPv4, Address.Parse($"192.0.2.{10 + i}"))).Status);
+            }
+
+            await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 4, Patience);
+            daemon.Kill();
+            await daemon.WaitForExitAsync();
+        }
+
+        await Eventually.WaitAsync(() => bird.IsEstablishedAsync(), up => !up, Patience);
+        Assert.Equal(4, await bird.RouteCountAsync("master4")); // kept as stale: still forwarding
+
+        // The state a crash leaves when a delete was acknowledged and stored but its withdraw never left:
+        // vm-3 is gone from the store while BIRD still has its route.
+        using (var store = new SqliteConnection($"Data Source={folder.File("state.db")};Pooling=False"))
+        {
+            store.Open();
+            using var delete = store.CreateCommand();
+            delete.CommandText = "DELETE FROM leases WHERE instance = 'vm-3'";
+            Assert.Equal(1, delete.ExecuteNonQuery());
+        }
+
+        using var restarted = Start(file);
+        try
+        {
+            var fewest = int.MaxValue;
+            var clock = Stopwatch.StartNew();
+            Dictionary<string, BirdRoute> routes;
+            do
+            {
+                routes = await bird.RoutesAsync("master4");
+                fewest = Math.Min(fewest, routes.Count);
+                await Task.Delay(50);
+            }
+            while (routes.Count != 3 && clock.Elapsed < Patience);
+
+            Assert.True(fewest >= 3, $"BIRD held only {fewest} of our routes at one point of the restart");
+            Assert.Equal(["10.9.0.2/32", "10.9.0.3/32", "10.9.0.4/32"], routes.Keys.Order());
+            Assert.Equal("192.0.2.10", routes["10.9.0.2/32"].NextHop);
+            Assert.True(await bird.IsEstablishedAsync());
+        }
+        finally
+        {
+            restarted.Kill();
+            await restarted.WaitForExitAsync();
         }
     }
 

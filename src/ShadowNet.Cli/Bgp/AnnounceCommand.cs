@@ -23,6 +23,7 @@ internal static class AnnounceCommand
         var hold = new Option<ushort>("--hold-time") { Description = "Hold time in seconds", DefaultValueFactory = _ => 90 };
         var connectRetry = new Option<double>("--connect-retry") { Description = "Seconds between connection attempts (doubles up to 60)", DefaultValueFactory = _ => 5 };
         var gr = new Option<ushort>("--graceful-restart") { Description = "Graceful restart time to advertise in seconds, 0 to disable", DefaultValueFactory = _ => 120 };
+        var restarting = new Option<bool>("--restarting") { Description = "Announce as a speaker that has just restarted (RFC 4724's R bit): the router keeps our previous routes until our End-of-RIB" };
         var nextHop = new Option<string?>("--next-hop") { Description = "Next hop for IPv4 routes (default: our session address)" };
         var nextHopV6 = new Option<string?>("--next-hop-v6") { Description = "Next hop for IPv6 routes" };
         var community = new Option<string[]>("--community") { Description = "Community ASN:VALUE (repeatable)", AllowMultipleArgumentsPerToken = true };
@@ -36,7 +37,7 @@ internal static class AnnounceCommand
 
         var command = new Command("announce", "Peer with a router and announce prefixes until stopped (Ctrl-C sends an RFC 8203 shutdown)")
         {
-            peer, peerPort, peerAs, localAs, routerId, localAddress, passive, listen, hold, connectRetry, gr,
+            peer, peerPort, peerAs, localAs, routerId, localAddress, passive, listen, hold, connectRetry, gr, restarting,
             nextHop, nextHopV6, community, large, med, file, generate, generateCount, quiet, prefixes,
         };
         command.SetAction(async (parse, ct) =>
@@ -86,6 +87,7 @@ internal static class AnnounceCommand
                 LocalAs = parse.GetValue(localAs),
                 RouterId = IPAddress.Parse(parse.GetValue(routerId)!),
                 GracefulRestartSeconds = parse.GetValue(gr),
+                Restarting = parse.GetValue(restarting),
             };
             if (parse.GetValue(listen) is { } l)
                 options.Listen.Add(IPEndPoint.Parse(l));

@@ -11,7 +11,7 @@ public class GobgpInteropTests
 {
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
 
-    private static string Neighbor(bool passive, int remotePort = 0, bool gracefulRestart = false) => $$"""
+    internal static string Neighbor(bool passive, int remotePort = 0, bool gracefulRestart = false) => $$"""
         [[neighbors]]
           [neighbors.config]
             neighbor-address = "{{OurAddress}}"
