@@ -1,10 +1,12 @@
 """Trains ShadowNet's instance forecaster and exports it to ONNX with its contract.
 
-An LSTM reads a window of an application's recent steps (instances, load, time of day and week) and
+An LSTM reads a window of an application's recent steps (instances, load, deploys logged, time of day
+and week) and
 predicts, for several quantiles, the most instances the application will run during the next
 `horizon` steps: what must be prepared now so that the creates in that time find their address.
 Trained with the pinball (quantile) loss on the NAB AWS CloudWatch traces (first 70% of each; the
-rest is held out) and on generated scenarios (diurnal, weekly, flash crowds, deploy waves).
+rest is held out) and on generated scenarios (diurnal, weekly, flash crowds, deploy waves, rolling
+deploys whose log line comes a step before the surge of new instances).
 
 Run with Debian's python3-torch and python3-onnx: models/train.sh (which installs them) or
 /usr/bin/python3 models/train.py [--seconds N] [--out models/shadownet-lstm.onnx] [--from misses.jsonl].
@@ -25,8 +27,8 @@ import onnx
 import torch
 from torch import nn
 
-FEATURES = ["instances", "load", "hour_sin", "hour_cos", "dow_sin", "dow_cos"]
-SCALED = ["instances", "load"]  # divided by the window's scale; the rest are already in [-1, 1]
+FEATURES = ["instances", "load", "hour_sin", "hour_cos", "dow_sin", "dow_cos", "deploys"]
+SCALED = ["instances", "load"]  # divided by the window's scale; time is in [-1, 1]; deploys is ln(1 + count)
 WINDOW = 36                     # 3 hours of 5-minute steps
 STEP_SECONDS = 300
 HORIZON = 3                     # 15 minutes ahead: time to boot an instance
@@ -56,16 +58,37 @@ def instances_of(load, peak=PEAK_INSTANCES):
     return np.maximum(1, np.ceil(load / capacity - 1e-9)), load / capacity
 
 
-def features_of(times, instances, fractional):
-    """One row per step in FEATURES order, before scaling."""
+def features_of(times, instances, fractional, deploys=None):
+    """One row per step in FEATURES order, before scaling; deploys: the deploy events logged in each step (none: 0)."""
     hours = (times % 86400) / 3600.0
     days = ((times // 86400) + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
+    deploys = np.zeros(len(times)) if deploys is None else deploys
     return np.stack([
         instances,
         fractional,
         np.sin(2 * math.pi * hours / 24), np.cos(2 * math.pi * hours / 24),
         np.sin(2 * math.pi * days / 7), np.cos(2 * math.pi * days / 7),
+        np.log1p(np.maximum(deploys, 0)),
     ], axis=1).astype(np.float32)
+
+
+def rolling_deploys(rng, steps=4032, start=1_400_000_000):
+    """A diurnal service deployed every 6 to 30 hours: the deploy is logged one step before a rolling
+    update starts new instances beside the old ones (a surge of 25% to 50% for 2 to 4 steps). Without
+    the log line the surge is a surprise; with it, it is announced. Returns times, load, instances,
+    deploys."""
+    times = start + STEP_SECONDS * np.arange(steps, dtype=np.float64)
+    hours = (times % 86400) / 3600.0
+    load = np.maximum(0.5 + 0.4 * np.sin(2 * math.pi * (hours - 9) / 24) + rng.normal(0, 0.03, steps), 0.01)
+    instances, fractional = instances_of(load)
+    deploys = np.zeros(steps)
+    at = int(rng.integers(12, 72))
+    while at < steps - 6:
+        deploys[at] += 1
+        surge, length = rng.uniform(0.25, 0.5), int(rng.integers(2, 5))
+        instances[at + 1:at + 1 + length] = np.ceil(instances[at + 1:at + 1 + length] * (1 + surge))
+        at += int(rng.integers(72, 360))
+    return times, fractional, instances, deploys
 
 
 def synthetic(rng, steps=4032, start=1_400_000_000):
@@ -116,8 +139,11 @@ def miss_windows(path):
                 continue
             miss = json.loads(line)
             samples = ((miss.get("window") or {}).get("samples")) or []
-            steps = {}
+            steps, deploys = {}, {}
             for sample in samples:
+                if "timeMs" in sample and "deploys" in sample:
+                    step = int(sample["timeMs"] // 1000 // STEP_SECONDS)
+                    deploys[step] = deploys.get(step, 0.0) + float(sample["deploys"])  # events add up within a step
                 if "instances" in sample and "timeMs" in sample:
                     step = int(sample["timeMs"] // 1000 // STEP_SECONDS)
                     steps[step] = (float(sample["instances"]), float(sample.get("load", sample["instances"])))
@@ -129,7 +155,7 @@ def miss_windows(path):
             times = np.array([step * STEP_SECONDS for step in ordered], dtype=np.float64)
             instances = np.array([steps[step][0] for step in ordered])
             load = np.array([steps[step][1] for step in ordered])
-            rows = features_of(times, instances, load)
+            rows = features_of(times, instances, load, np.array([deploys.get(step, 0.0) for step in ordered]))
             x, y = windows(rows, instances, WINDOW, WINDOW + HORIZON + 1)
             xs.append(x)
             ys.append(y)
@@ -187,6 +213,22 @@ def main():
         x, y = windows(features_of(times, instances, fractional), instances, 0, len(load))
         train_x.append(x)
         train_y.append(y)
+    for _ in range(2):
+        times, fractional, instances, deploys = rolling_deploys(rng)
+        x, y = windows(features_of(times, instances, fractional, deploys), instances, 0, len(times))
+        train_x.append(x)
+        train_y.append(y)
+    # A rolling-deploy series it does not train on, to measure what the deploy log line is worth.
+    times, fractional, instances, deploys = rolling_deploys(np.random.default_rng(args.seed + 1000))
+    deploy_rows = features_of(times, instances, fractional, deploys)
+    deploy_held_out = windows(deploy_rows, instances, 0, len(times))
+    blind_rows = deploy_rows.copy()
+    blind_rows[:, FEATURES.index("deploys")] = 0
+    deploy_blind = windows(blind_rows, instances, 0, len(times))
+    # The windows that end with a deploy logged: the surge is in their horizon.
+    announced = deploy_held_out[0][:, -1, FEATURES.index("deploys")] > 0
+    deploy_windows = (deploy_held_out[0][announced], deploy_held_out[1][announced])
+    deploy_windows_blind = (deploy_blind[0][announced], deploy_blind[1][announced])
     if args.misses:
         mx, my, skipped = miss_windows(args.misses)
         print(f"misses: {len(mx)} windows from {args.misses} ({skipped} too short), each counted {args.miss_weight} times")
@@ -217,7 +259,9 @@ def main():
     model.eval()
     report = {}
     with torch.no_grad():
-        for name, (hx, hy) in held_out:
+        for name, (hx, hy) in held_out + [("rolling-deploys (synthetic)", deploy_held_out), ("rolling-deploys, deploys hidden", deploy_blind),
+                                          ("rolling-deploys, windows ending at a deploy", deploy_windows),
+                                          ("rolling-deploys, windows ending at a deploy, deploys hidden", deploy_windows_blind)]:
             predicted = model(torch.from_numpy(hx)).numpy()
             covered = [float(np.mean(hy <= predicted[:, i] + 1e-6)) for i in range(len(QUANTILES))]
             report[name] = {"windows": int(len(hx)), "coverage": dict(zip(map(str, QUANTILES), covered)),
@@ -236,11 +280,12 @@ def main():
             "scaled_features": SCALED,
             "load": "load / capacity, capacity = the load one instance serves",
             "time": "hour and day of week (0 = Monday) of each step's start, UTC, as sin/cos",
+            "deploys": "ln(1 + deploy events logged in the step)",
         },
         "output": "per quantile, the most instances during the next horizon_steps steps, divided by scale",
         "input": "features: float32 [batch, window, features]",
         "trained": {"seconds": round(time.time() - started), "epochs": epoch, "seed": args.seed,
-                    "data": "NAB AWS CloudWatch traces (first 70% of each, MIT) + generated diurnal/weekly/flash-crowd/deploy-wave"},
+                    "data": "NAB AWS CloudWatch traces (first 70% of each, MIT) + generated diurnal/weekly/flash-crowd/deploy-wave/rolling-deploy"},
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     dummy = x[:2]
@@ -253,7 +298,10 @@ def main():
     onnx.save(exported, args.out)
 
     # A small test vector next to the model: C# inference must reproduce these outputs (1e-4).
-    sample = torch.from_numpy(np.concatenate([h[1][0][:: max(1, len(h[1][0]) // 2)][:2] for h in held_out])[:16])
+    # Twelve NAB windows and four around deploys, so that the deploys column is exercised too.
+    logged = np.nonzero(deploy_held_out[0][:, -1, FEATURES.index("deploys")])[0][:4]
+    sample = torch.from_numpy(np.concatenate([np.concatenate([h[1][0][:: max(1, len(h[1][0]) // 2)][:2] for h in held_out])[:12],
+                                              deploy_held_out[0][logged]]))
     with torch.no_grad():
         expected = model(sample).numpy()
     with open(args.out[:-5] + ".testvector.json", "w") as handle:

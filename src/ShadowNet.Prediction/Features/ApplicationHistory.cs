@@ -109,9 +109,6 @@ public sealed class ApplicationHistory
 
     public (float Instances, float Load) Latest() => (ValueAt(Signal.Instances, 0), ValueAt(Signal.Load, 0));
 
-    /// <summary>The default layout (<see cref="FeatureLayout.Default"/>); see the overload.</summary>
-    public float WriteWindow(int window, Span<float> destination) => WriteWindow(FeatureLayout.Default, window, destination);
-
     /// <summary>
     /// Writes the newest <paramref name="window"/> steps as model input, oldest first, in the layout's
     /// feature order, normalised as <see cref="FeatureLayout"/> says; returns the scale to multiply the

@@ -22,9 +22,6 @@ public sealed class FeatureLayout
     public static readonly IReadOnlyList<string> Known =
         [.. Enumerable.Range(0, Signals.Count).Select(s => Signals.NameOf((Signal)s)), "hour_sin", "hour_cos", "dow_sin", "dow_cos"];
 
-    /// <summary>The committed model's features (models/README.md).</summary>
-    public static readonly FeatureLayout Default = Of(["instances", "load", "hour_sin", "hour_cos", "dow_sin", "dow_cos"]);
-
     private readonly int[] _features;
 
     private FeatureLayout(int[] features) => _features = features;

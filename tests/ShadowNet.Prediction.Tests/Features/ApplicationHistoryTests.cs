@@ -7,6 +7,9 @@ public class ApplicationHistoryTests
     // 2024-01-01 00:00 UTC, a Monday.
     private const long Monday = 1_704_067_200;
 
+    /// <summary>Instances, load and time: the features of the first models.</summary>
+    private static readonly FeatureLayout Classic = FeatureLayout.Of(["instances", "load", "hour_sin", "hour_cos", "dow_sin", "dow_cos"]);
+
     [Fact]
     public void GapsAreFilledWithTheLastStepAndCounted()
     {
@@ -38,8 +41,8 @@ public class ApplicationHistoryTests
             history.Add(Monday + hour * 3600, 2 + hour, 1.5f + hour);
         }
 
-        var window = new float[4 * FeatureLayout.Default.Count];
-        var scale = history.WriteWindow(4, window);
+        var window = new float[4 * Classic.Count];
+        var scale = history.WriteWindow(Classic, 4, window);
         Assert.Equal(7f, scale);
         var first = window.AsSpan(0, 6).ToArray();    // 02:00 Monday: 4 instances, load 3.5
         Assert.Equal(4f / 7, first[0], 5);
@@ -57,7 +60,7 @@ public class ApplicationHistoryTests
         var history = new ApplicationHistory(4, 300);
         history.Add(Monday, 0, 0.2f);
         var window = new float[6];
-        Assert.Equal(1f, history.WriteWindow(1, window));
+        Assert.Equal(1f, history.WriteWindow(Classic, 1, window));
         Assert.Equal(0.2f, window[1], 5);
     }
 

@@ -1,11 +1,12 @@
 using System.Text.Json;
+using ShadowNet.Prediction.Features;
 using ShadowNet.Prediction.Models;
 
 namespace ShadowNet.Prediction.Tests.Models;
 
 public class OnnxForecasterTests
 {
-    private static readonly string[] Pipeline = ["instances", "load", "hour_sin", "hour_cos", "dow_sin", "dow_cos"];
+    private static IReadOnlyList<string> Pipeline => ApplicationHistory.FeatureNames;
     private static string Model => Repository.File("models", "shadownet-lstm.onnx");
 
     [Fact]
