@@ -280,7 +280,8 @@ public sealed class UpdateMessage
                 return;
 
             case PathAttributeType.Aggregator:
-                if (ot != (AttributeFlags.Optional | AttributeFlags.Transitive) || length != 2 + AsnSize)
+                // The aggregating AS (2 or 4 octets, as negotiated) and its IPv4 address: 6 or 8 octets.
+                if (ot != (AttributeFlags.Optional | AttributeFlags.Transitive) || length != AsnSize + 4)
                 {
                     Discard(PathAttributeType.Aggregator, ot != (AttributeFlags.Optional | AttributeFlags.Transitive) ? NotificationSubcode.AttributeFlagsError : NotificationSubcode.AttributeLengthError, "malformed AGGREGATOR");
                     return;

@@ -93,6 +93,8 @@ public class MalformedMessageTests
         // UPDATE: attribute-discard (RFC 7606 sections 3(g), 7.5, 7.6, 7.7; RFC 6793 section 6)
         { "ATOMIC_AGGREGATE with a value", Update([], [.. Mandatory, .. Attr(0x40, 6, 1)], Nlri10001), Ibgp, Reaction.Discard(5) },
         { "AGGREGATOR of 5 octets", Update([], [.. Mandatory, .. Attr(0xC0, 7, 0, 0, 1, 2, 3)], Nlri10001), Ibgp, Reaction.Discard(5) },
+        // Found by tests/fuzz/run: a 2-octet-AS AGGREGATOR (6 octets) from a 4-octet speaker threw reading past its end.
+        { "AGGREGATOR of 6 octets from a 4-octet speaker", Update([], [.. Mandatory, .. Attr(0xC0, 7, 0xFD, 0xE9, 192, 0, 2, 1)], Nlri10001), Ibgp, Reaction.Discard(5) },
         { "ORIGIN twice", Update([], [.. Mandatory, .. OriginIgp], Nlri10001), Ibgp, Reaction.Discard(1) },
         { "LOCAL_PREF from an external peer", Update([], [.. Mandatory, .. Attr(0x40, 5, 0, 0, 0, 100)], Nlri10001), EbgpFrom65001, Reaction.Discard(1) },
         { "AS4_PATH from a 4-octet speaker", Update([], [.. Mandatory, .. Attr(0xC0, 17, 2, 1, 0, 0, 0xFD, 0xE9)], Nlri10001), Ibgp, Reaction.Discard(1) },
@@ -100,6 +102,7 @@ public class MalformedMessageTests
         // Well formed, for contrast
         { "unknown optional transitive attribute is kept", Update([], [.. Mandatory, .. Attr(0xC0, 250, 1, 2, 3)], Nlri10001), Ibgp, Reaction.Accept },
         { "unknown optional non-transitive attribute is ignored", Update([], [.. Mandatory, .. Attr(0x80, 251, 1)], Nlri10001), Ibgp, Reaction.Accept },
+        { "AGGREGATOR of 8 octets from a 4-octet speaker", Update([], [.. Mandatory, .. Attr(0xC0, 7, 0, 0, 0xFD, 0xE9, 192, 0, 2, 1)], Nlri10001), Ibgp, Reaction.Accept },
     };
 
     /// <summary>Runs a message through the same framing and parsers the session uses.</summary>
