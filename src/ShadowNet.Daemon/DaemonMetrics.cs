@@ -32,6 +32,11 @@ internal sealed class DaemonMetrics : IDisposable
             new Measurement<long>(p.UpdatesSent, Peer(p))), "{message}", "UPDATE messages sent to the peer");
         _meter.CreateObservableCounter("shadownet.bgp.updates.received", () => speaker.Peers.Select(p =>
             new Measurement<long>(p.UpdatesReceived, Peer(p))), "{message}", "UPDATE messages received from the peer");
+        _meter.CreateObservableCounter("shadownet.bgp.updates.malformed", () => speaker.Peers.SelectMany(p => new[]
+        {
+            new Measurement<long>(p.UpdatesTreatedAsWithdraw, Peer(p), new("handling", "treat-as-withdraw")),
+            new Measurement<long>(p.AttributesDiscarded, Peer(p), new("handling", "attribute-discard")),
+        }), "{message}", "RFC 7606: UPDATEs from the peer taken as withdrawals, and attributes dropped, because they were malformed");
     }
 
     public void Dispose() => _meter.Dispose();

@@ -21,7 +21,7 @@ public sealed partial class BgpPeer
     private readonly Lock _lock = new();
     private readonly SemaphoreSlim _connectionEnded = new(0);
     private volatile BgpSessionState _state = BgpSessionState.Idle;
-    private long _updatesSent, _updatesReceived, _prefixesSent, _established;
+    private long _updatesSent, _updatesReceived, _prefixesSent, _established, _treatedAsWithdraw, _attributesDiscarded;
 
     internal BgpPeer(BgpSpeaker speaker, BgpPeerOptions options, ILogger logger)
     {
@@ -37,6 +37,10 @@ public sealed partial class BgpPeer
     public long UpdatesSent => Interlocked.Read(ref _updatesSent);
     public long UpdatesReceived => Interlocked.Read(ref _updatesReceived);
     public long PrefixesSent => Interlocked.Read(ref _prefixesSent);
+    /// <summary>RFC 7606: UPDATEs whose prefixes were taken as withdrawn because an attribute was malformed.</summary>
+    public long UpdatesTreatedAsWithdraw => Interlocked.Read(ref _treatedAsWithdraw);
+    /// <summary>RFC 7606: malformed attributes dropped from otherwise usable UPDATEs.</summary>
+    public long AttributesDiscarded => Interlocked.Read(ref _attributesDiscarded);
     /// <summary>How many times the session reached Established.</summary>
     public long EstablishedCount => Interlocked.Read(ref _established);
     public NotificationMessage? LastNotificationSent { get; private set; }
@@ -440,7 +444,12 @@ public sealed partial class BgpPeer
                             Interlocked.Increment(ref _updatesReceived);
                             update.Parse(body, context);
                             if (update.Action != UpdateAction.Accept)
+                            {
                                 Log.UpdateError(_logger, Options.DisplayName, update.Action, update.ErrorSubcode, update.ErrorReason);
+                                if (update.Action == UpdateAction.TreatAsWithdraw)
+                                    Interlocked.Increment(ref _treatedAsWithdraw);
+                                Interlocked.Add(ref _attributesDiscarded, update.Discarded.Count);
+                            }
                             var count = ReceivedRoutes.Apply(update);
                             UpdateReceived?.Invoke(this, update);
                             if (Options.MaxPrefixes is { } max && count > max)
