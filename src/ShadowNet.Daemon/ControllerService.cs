@@ -49,7 +49,7 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
     public bool Report(string application, DateTimeOffset time, IReadOnlyDictionary<string, double> values)
     {
         Forecasts?.Observe(application, time.ToUnixTimeSeconds(), values);
-        return Samples.Add(new MetricSample(time.ToUnixTimeMilliseconds(), application, new Dictionary<string, double>(values, StringComparer.Ordinal)));
+        return Samples.Add(new MetricSample(time.ToUnixTimeMilliseconds(), application, values)); // the window copies the values
     }
 
     public async Task StartAsync(CancellationToken cancellationToken)
