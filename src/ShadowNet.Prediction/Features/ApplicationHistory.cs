@@ -17,6 +17,7 @@ public sealed class ApplicationHistory
     private readonly long _stepSeconds;
     private int _count;
     private int _next;
+    private int _reported; // a bit per Signal that some sample carried
 
     public ApplicationHistory(int capacity, int stepSeconds)
     {
@@ -43,8 +44,6 @@ public sealed class ApplicationHistory
 
     /// <summary>True once a sample has carried the signal (gauges not yet reported read as 0).</summary>
     public bool Reported(Signal signal) => (_reported & (1 << (int)signal)) != 0;
-
-    private int _reported;
 
     /// <summary>Records instances and load (a trace replay's sample); its time is rounded down to its step.</summary>
     public void Add(long unixSeconds, float instances, float load)
