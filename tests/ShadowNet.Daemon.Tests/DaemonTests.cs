@@ -350,7 +350,9 @@ public class DaemonTests
         var udpPort = FreeUdpPort();
         var metricsPort = TestPorts.Next();
         var config = Config(folder.File("state.db"), TestPorts.Next(), udpPort);
+        var grpcPort = TestPorts.Next();
         config["metrics"] = new JsonObject { ["listen"] = $"127.0.0.1:{metricsPort}" };
+        config["grpc"] = new JsonObject { ["listen"] = $"127.0.0.1:{grpcPort}" };
         config["warm"] = new JsonArray(new JsonObject { ["application"] = "web", ["family"] = "ipv4", ["count"] = 2 });
         var file = folder.File("shadownetd.json");
         await File.WriteAllTextAsync(file, config.ToJsonString());
@@ -364,17 +366,21 @@ public class DaemonTests
             Assert.Equal(HookStatus.Hit, (await client.CreateAsync("web-1", "web", IpFamily.IPv4, null)).Status);
             Assert.Equal(HookStatus.Hit, (await client.CreateAsync("web-2", "web", IpFamily.IPv4, null)).Status);
             Assert.Equal(HookStatus.Miss, (await client.CreateAsync("db-1", "db", IpFamily.IPv4, null)).Status);
+            using var channel = Grpc.Net.Client.GrpcChannel.ForAddress($"http://127.0.0.1:{grpcPort}");
+            var api = new ShadowNet.Api.V1.Controller.ControllerClient(channel);
+            Assert.Equal(ShadowNet.Api.V1.Outcome.Miss, (await api.CreateInstanceAsync(new ShadowNet.Api.V1.CreateInstanceRequest { Instance = "db-2", Application = "db" })).Outcome);
 
             // Read back through Prometheus' HTTP API, as a dashboard would.
             var hits = await Eventually.WaitAsync(() => prometheus.QueryAsync("sum(shadownet_hook_events_total{kind=\"create\",status=\"hit\"})"), v => v == 2, Patience);
-            var misses = await Eventually.WaitAsync(() => prometheus.QueryAsync("sum(shadownet_hook_events_total{kind=\"create\",status=\"miss\"})"), v => v == 1, Patience);
-            Assert.True((hits, misses) == (2, 1), $"hits {hits}, misses {misses}, target {await prometheus.TargetHealthAsync()}");
-            Assert.Equal(3, await Eventually.WaitAsync(() => prometheus.QueryAsync("sum(shadownet_route_activation_duration_seconds_count)"), v => v == 3, Patience));
+            var misses = await Eventually.WaitAsync(() => prometheus.QueryAsync("sum(shadownet_hook_events_total{kind=\"create\",status=\"miss\"})"), v => v == 2, Patience);
+            Assert.True((hits, misses) == (2, 2), $"hits {hits}, misses {misses}, target {await prometheus.TargetHealthAsync()}");
+            Assert.Equal(1, await prometheus.QueryAsync("sum(shadownet_hook_events_total{kind=\"create\",status=\"miss\",transport=\"grpc\"})"));
+            Assert.Equal(4, await Eventually.WaitAsync(() => prometheus.QueryAsync("sum(shadownet_route_activation_duration_seconds_count)"), v => v == 4, Patience));
 
             // The warm pool was topped up after each hit: two reserved, two active in the shadow pool.
             Assert.Equal(2, await Eventually.WaitAsync(() => prometheus.QueryAsync("shadownet_pool_addresses{pool=\"shadow-v4\",state=\"reserved\"}"), v => v == 2, Patience));
             Assert.Equal(2, await prometheus.QueryAsync("shadownet_pool_addresses{pool=\"shadow-v4\",state=\"active\"}"));
-            Assert.Equal(1, await prometheus.QueryAsync("shadownet_pool_addresses{pool=\"dynamic-v4\",state=\"active\"}"));
+            Assert.Equal(2, await prometheus.QueryAsync("shadownet_pool_addresses{pool=\"dynamic-v4\",state=\"active\"}"));
         }
         finally
         {

@@ -41,6 +41,7 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
         }
 
         var outcome = await parts.Manager.CreateAsync(request.Instance, request.Application, family, host, context.CancellationToken);
+        HookServer.CountGrpcEvent(HookKind.Create, outcome.Status);
         return outcome.Status switch
         {
             HookStatus.Hit or HookStatus.Miss => new CreateInstanceReply
@@ -59,6 +60,7 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
         Id(request.Instance, "instance");
         Id(request.Application, "application");
         var outcome = await parts.Manager.DeleteAsync(request.Instance, request.Application, family, context.CancellationToken);
+        HookServer.CountGrpcEvent(HookKind.Delete, outcome.Status);
         return outcome.Status == HookStatus.Deleted
             ? new DeleteInstanceReply { Address = outcome.Address!.Value.ToString() }
             : throw Failure(outcome.Status, request.Instance, request.Application, family);

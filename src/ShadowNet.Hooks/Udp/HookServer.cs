@@ -47,10 +47,15 @@ public sealed class HookServer : IAsyncDisposable
     public const string MeterName = "ShadowNet.Hooks";
     private static readonly Meter Meter = new(MeterName);
     private static readonly Counter<long> Rejected = Meter.CreateCounter<long>("shadownet.hook.datagrams.rejected", "{datagram}", "Hook datagrams dropped, by reason");
-    private static readonly Counter<long> Handled = Meter.CreateCounter<long>("shadownet.hook.events", "{event}", "Hook events answered, by kind and status");
+    private static readonly Counter<long> Handled = Meter.CreateCounter<long>("shadownet.hook.events", "{event}", "Hook events answered, by kind, status and transport");
+    private static readonly KeyValuePair<string, object?>[] TransportTags = [new("transport", "udp"), new("transport", "grpc")];
     private static readonly Counter<long> Repeated = Meter.CreateCounter<long>("shadownet.hook.datagrams.repeated", "{datagram}", "Client retries answered from the reply cache");
 
     private static readonly KeyValuePair<string, object?>[] KindTags = [new("kind", "create"), new("kind", "delete")];
+
+    /// <summary>Counts an event answered over gRPC in the same metric as the UDP path's (transport "grpc").</summary>
+    public static void CountGrpcEvent(HookKind kind, HookStatus status) =>
+        Handled.Add(1, KindTags[kind == HookKind.Create ? 0 : 1], StatusTags[(int)status], TransportTags[1]);
     private static readonly KeyValuePair<string, object?>[] StatusTags =
         [.. Enum.GetValues<HookStatus>().Select(s => new KeyValuePair<string, object?>("status", SnakeCase(s.ToString())))];
 
@@ -399,7 +404,7 @@ public sealed class HookServer : IAsyncDisposable
                 }
             }
 
-            Handled.Add(1, KindTags[_kind == HookKind.Create ? 0 : 1], StatusTags[(int)outcome.Status]);
+            Handled.Add(1, KindTags[_kind == HookKind.Create ? 0 : 1], StatusTags[(int)outcome.Status], TransportTags[0]);
             server.SendReply(reply, ((ReadOnlySpan<byte>)_sender)[.._senderLength]);
             server._pendingPool.Add(this);
         }
