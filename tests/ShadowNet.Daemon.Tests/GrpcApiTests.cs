@@ -215,7 +215,7 @@ public class GrpcApiTests
         return (file, grpcPort);
     }
 
-    private static async Task WaitForApiAsync(ControllerClient api)
+    internal static async Task WaitForApiAsync(ControllerClient api)
     {
         var up = await Eventually.WaitAsync(async () =>
         {

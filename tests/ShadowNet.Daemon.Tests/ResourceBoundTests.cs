@@ -37,7 +37,7 @@ public class ResourceBoundTests(ITestOutputHelper output)
         {
             using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{grpcPort}");
             var api = new ControllerClient(channel);
-            await Eventually.WaitAsync(async () => await ReachableAsync(api), up => up, Patience);
+            await GrpcApiTests.WaitForApiAsync(api);
             var key = Convert.FromHexString(KeyHex);
             var hooks = new IPEndPoint(IPAddress.Loopback, udpPort);
             using (var client = new HookClient(hooks, 1, key, 1))
@@ -133,19 +133,6 @@ public class ResourceBoundTests(ITestOutputHelper output)
 
         await report.RequestStream.CompleteAsync();
         await report.ResponseAsync;
-    }
-
-    private static async Task<bool> ReachableAsync(ControllerClient api)
-    {
-        try
-        {
-            await api.GetStatusAsync(new GetStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(2));
-            return true;
-        }
-        catch (RpcException)
-        {
-            return false;
-        }
     }
 
     /// <summary>VmRSS of the process, in bytes.</summary>

@@ -150,14 +150,15 @@ public sealed class DurableAllocator : IAsyncDisposable
 
     /// <summary>
     /// Records the forecast's demand (<see cref="AddressAllocator.SetDemand"/>) and ends the reuse delays
-    /// that are over; returns the addresses that went back to their application's reservations.
+    /// that are over; returns the addresses that went back to their application's reservations, and the
+    /// application's usage after that.
     /// </summary>
-    public ValueTask<IReadOnlyList<Address>> SetDemandAsync(string application, IpFamily family, int reservations, CancellationToken cancellationToken = default) =>
-        Submit<(string application, IpFamily family, int reservations), IReadOnlyList<Address>>(static (a, x) =>
+    public ValueTask<(IReadOnlyList<Address> Returned, ApplicationUsage Usage)> SetDemandAsync(string application, IpFamily family, int reservations, CancellationToken cancellationToken = default) =>
+        Submit<(string application, IpFamily family, int reservations), (IReadOnlyList<Address>, ApplicationUsage)>(static (a, x) =>
         {
             a.SetDemand(x.application, x.family, x.reservations);
             a.ExpireQuarantine();
-            return DrainRereserved(a, []);
+            return (DrainRereserved(a, []), a.GetUsage(x.application, x.family));
         }, (application, family, reservations), cancellationToken);
 
     public ValueTask<ReserveResult> ReserveForAsync(string application, string instance, IpFamily family, CancellationToken cancellationToken = default) =>

@@ -30,11 +30,7 @@ public sealed class ReservationPlanner(ActiveRouteManager manager, DurableAlloca
     {
         var usage = await allocator.ReadAsync(a => a.GetUsage(application, family), cancellationToken);
         var target = Math.Max(0, forecastInstances - usage.Assigned);
-        if (await manager.SetDemandAsync(application, family, target, cancellationToken) > 0)
-        {
-            // Released addresses came back to it: count them before reserving more.
-            usage = await allocator.ReadAsync(a => a.GetUsage(application, family), cancellationToken);
-        }
+        usage = await manager.SetDemandAsync(application, family, target, cancellationToken); // counts addresses that came back
 
         var unnamed = usage.Reserved; // reservations for whichever instance comes (named ones are spoken for)
         if (unnamed < target)

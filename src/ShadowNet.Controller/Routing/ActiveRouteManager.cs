@@ -167,17 +167,18 @@ public sealed class ActiveRouteManager : IHookHandler
 
     /// <summary>
     /// Tells the allocator how many reservations the forecast wants for an application, so that addresses
-    /// it releases come back to it after their reuse delay; stages the routes of those that did.
+    /// it releases come back to it after their reuse delay; stages the routes of those that did and
+    /// returns the application's usage after that.
     /// </summary>
-    public async Task<int> SetDemandAsync(string application, IpFamily family, int reservations, CancellationToken cancellationToken = default)
+    public async Task<ApplicationUsage> SetDemandAsync(string application, IpFamily family, int reservations, CancellationToken cancellationToken = default)
     {
-        var returned = await _allocator.SetDemandAsync(application, family, reservations, cancellationToken);
+        var (returned, usage) = await _allocator.SetDemandAsync(application, family, reservations, cancellationToken);
         foreach (var address in returned)
         {
             Stage(address);
         }
 
-        return returned.Count;
+        return usage;
     }
 
     /// <summary>Gives back reservations beyond <paramref name="keep"/> and withdraws their staged routes.</summary>

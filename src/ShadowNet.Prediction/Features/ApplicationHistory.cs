@@ -124,7 +124,17 @@ public sealed class ApplicationHistory
         var features = layout.Count;
         for (var f = 0; f < features; f++)
         {
-            var isSignal = layout.IsSignal(f, out var signal, out var time);
+            if (!layout.TryGetSignal(f, out var signal))
+            {
+                var time = layout.TimeFeatureAt(f);
+                for (var i = 0; i < window; i++)
+                {
+                    destination[(i * features) + f] = Value(time, _stepStart[Index(window - 1 - i)]);
+                }
+
+                continue;
+            }
+
             var divisor = signal switch
             {
                 Signal.Instances or Signal.Load => scale,
@@ -133,8 +143,7 @@ public sealed class ApplicationHistory
             };
             for (var i = 0; i < window; i++)
             {
-                var at = Index(window - 1 - i);
-                destination[(i * features) + f] = isSignal ? Value(signal, at, divisor) : Value(time, _stepStart[at]);
+                destination[(i * features) + f] = Value(signal, Index(window - 1 - i), divisor);
             }
         }
 

@@ -18,9 +18,11 @@ public enum TimeFeature
 /// </summary>
 public sealed class FeatureLayout
 {
-    /// <summary>Every name the pipeline knows: the signals in <see cref="Signal"/> order, then the <see cref="TimeFeature"/>s.</summary>
-    public static readonly IReadOnlyList<string> Known =
+    private static readonly string[] KnownNames =
         [.. Enumerable.Range(0, Signals.Count).Select(s => Signals.NameOf((Signal)s)), "hour_sin", "hour_cos", "dow_sin", "dow_cos"];
+
+    /// <summary>Every name the pipeline knows: the signals in <see cref="Signal"/> order, then the <see cref="TimeFeature"/>s.</summary>
+    public static IReadOnlyList<string> Known => KnownNames;
 
     private readonly int[] _features;
 
@@ -28,13 +30,14 @@ public sealed class FeatureLayout
 
     public int Count => _features.Length;
 
-    /// <summary>The feature in column <paramref name="index"/>: a signal, or a time feature.</summary>
-    public bool IsSignal(int index, out Signal signal, out TimeFeature time)
+    /// <summary>True when column <paramref name="index"/> is a recorded signal; otherwise it is <see cref="TimeFeatureAt"/>.</summary>
+    public bool TryGetSignal(int index, out Signal signal)
     {
-        var code = _features[index];
-        (signal, time) = ((Signal)Math.Min(code, Signals.Count - 1), (TimeFeature)Math.Max(code, Signals.Count));
-        return code < Signals.Count;
+        signal = (Signal)_features[index];
+        return _features[index] < Signals.Count;
     }
+
+    public TimeFeature TimeFeatureAt(int index) => (TimeFeature)_features[index];
 
     /// <summary>The layout for a contract's names; an unknown or repeated name is an <see cref="ArgumentException"/> naming it.</summary>
     public static FeatureLayout Of(IReadOnlyList<string> names)
@@ -42,15 +45,7 @@ public sealed class FeatureLayout
         var features = new int[names.Count];
         for (var i = 0; i < names.Count; i++)
         {
-            var index = -1;
-            for (var k = 0; k < Known.Count; k++)
-            {
-                if (string.Equals(Known[k], names[i], StringComparison.Ordinal))
-                {
-                    index = k;
-                }
-            }
-
+            var index = Array.IndexOf(KnownNames, names[i]);
             if (index < 0)
             {
                 throw new ArgumentException($"feature '{names[i]}' is not one the pipeline produces ({string.Join(", ", Known)})", nameof(names));
