@@ -129,6 +129,13 @@ internal static class HooksToBird
         figures["shadownet create->ack p50 ms"] = Percentile(load.AckLatencies(), 0.50);
         figures["shadownet create->ack p99 ms"] = Percentile(load.AckLatencies(), 0.99);
         figures["shadownet routes missing at BIRD"] = creates - latencies.Length;
+        if (lab.WireProbe is { } wire)
+        {
+            var own = load.RouteLatencies(wire);
+            figures["shadownet create->its own BGP peer p50 ms"] = Percentile(own, 0.50);
+            figures["shadownet create->its own BGP peer p90 ms"] = Percentile(own, 0.90);
+            figures["shadownet create->its own BGP peer p99 ms"] = Percentile(own, 0.99);
+        }
     }
 
     private static async Task ShadowNetClosedLoopAsync(Lab lab, int events, int window, int run, Dictionary<string, double> figures)
@@ -361,17 +368,17 @@ internal static class HooksToBird
         }
     }
 
-    /// <summary>Our passive BGP session from BIRD: the time each host route in 10.64.0.0-10.95.255.255 first arrived.</summary>
+    /// <summary>Our passive BGP session (from BIRD, or from shadownetd directly): the time each host route in 10.64.0.0-10.95.255.255 first arrived.</summary>
     private sealed class Probe : IAsyncDisposable
     {
         private const int Span = 1 << 21;
         private readonly long[] _arrival = new long[Span];
         private readonly BgpSpeaker _speaker;
 
-        public Probe(IPEndPoint listen)
+        public Probe(IPEndPoint listen, IPAddress peerAddress, uint peerAs)
         {
             _speaker = new BgpSpeaker(new BgpSpeakerOptions { LocalAs = 65005, RouterId = listen.Address, Listen = { listen } });
-            var peer = _speaker.AddPeer(new BgpPeerOptions { Address = IPAddress.Parse("127.0.0.2"), RemoteAs = 65002, Passive = true, HoldTimeSeconds = 90 });
+            var peer = _speaker.AddPeer(new BgpPeerOptions { Address = peerAddress, RemoteAs = peerAs, Passive = true, HoldTimeSeconds = 90 });
             peer.UpdateReceived += OnUpdate;
             Peer = peer;
             _speaker.Start();
@@ -424,15 +431,19 @@ internal static class HooksToBird
 
         public Probe Probe { get; private set; } = null!;
 
+        /// <summary>With BENCH_WIRE_PROBE=1: a second passive peer of shadownetd itself (127.0.0.6), to time the
+        /// daemon's own part apart from BIRD's (it adds a session for the daemon to feed).</summary>
+        public Probe? WireProbe { get; private set; }
+
         public GobgpApi.GobgpApiClient GoBgp { get; private set; } = null!;
 
         public static async Task<Lab> StartAsync(string daemon)
         {
-            var ports = FreePorts(6);
+            var ports = FreePorts(7);
             var lab = new Lab { HookEndPoint = new IPEndPoint(IPAddress.Loopback, ports[4]), MetricsPort = ports[5] };
             try
             {
-                await lab.StartPartsAsync(daemon, birdPort: ports[0], probePort: ports[1], gobgpPort: ports[2], gobgpApi: ports[3]);
+                await lab.StartPartsAsync(daemon, birdPort: ports[0], probePort: ports[1], gobgpPort: ports[2], gobgpApi: ports[3], wirePort: ports[6]);
                 return lab;
             }
             catch
@@ -463,13 +474,25 @@ internal static class HooksToBird
                 await Probe.DisposeAsync();
             }
 
+            if (WireProbe is not null)
+            {
+                await WireProbe.DisposeAsync();
+            }
+
             _channel?.Dispose();
             Directory.Delete(_folder, recursive: true);
         }
 
-        private async Task StartPartsAsync(string daemon, int birdPort, int probePort, int gobgpPort, int gobgpApi)
+        private async Task StartPartsAsync(string daemon, int birdPort, int probePort, int gobgpPort, int gobgpApi, int wirePort)
         {
-            Probe = new Probe(new IPEndPoint(IPAddress.Parse("127.0.0.5"), probePort));
+            Probe = new Probe(new IPEndPoint(IPAddress.Parse("127.0.0.5"), probePort), IPAddress.Parse("127.0.0.2"), 65002);
+            var wirePeer = "";
+            if (Environment.GetEnvironmentVariable("BENCH_WIRE_PROBE") == "1")
+            {
+                WireProbe = new Probe(new IPEndPoint(IPAddress.Parse("127.0.0.6"), wirePort), IPAddress.Parse("127.0.0.3"), 65003);
+                wirePeer = $$""", { "address": "127.0.0.6", "port": {{wirePort}}, "remoteAs": 65005, "localAddress": "127.0.0.3", "families": [ "ipv4" ] }""";
+            }
+
             var preload = string.Join('\n', Enumerable.Range(0, PreloadRoutes).Select(i => $"  route 172.16.{i >> 8 & 255}.{i & 255}/32 blackhole;")
                 .Select((line, i) => i < 65_536 ? line : line.Replace("172.16.", "172.17.", StringComparison.Ordinal)));
             File.WriteAllText(Path.Combine(_folder, "bird.conf"), $$"""
@@ -516,7 +539,7 @@ internal static class HooksToBird
                 {
                   "store": { "path": "{{_folder}}/state.db", "sync": "{{Environment.GetEnvironmentVariable("BENCH_SYNC") ?? "full"}}" },
                   "bgp": { "localAs": 65003, "routerId": "127.0.0.3", "gracefulRestart": 0,
-                    "peers": [ { "address": "127.0.0.2", "port": {{birdPort}}, "remoteAs": 65002, "localAddress": "127.0.0.3", "families": [ "ipv4" ] } ] },
+                    "peers": [ { "address": "127.0.0.2", "port": {{birdPort}}, "remoteAs": 65002, "localAddress": "127.0.0.3", "families": [ "ipv4" ] }{{wirePeer}} ] },
                   "pools": [ { "name": "bench", "kind": "shadow", "prefixes": [ "10.64.0.0/14" ], "application": "bench", "reuseDelay": "01:00:00" } ],
                   "warm": [ { "application": "bench", "count": {{Environment.GetEnvironmentVariable("BENCH_WARM") ?? "1000"}} } ],
                   "routes": { "defaultNextHopV4": "192.0.2.1" },
@@ -534,7 +557,8 @@ internal static class HooksToBird
             {
                 var protocols = File.Exists($"{_folder}/bird.ctl") ? await Output("/usr/sbin/birdc", birdc) : "";
                 var established = protocols.Split('\n').Count(l => l.Contains("Established", StringComparison.Ordinal));
-                if (established == 3 && Probe.Peer.State == BgpSessionState.Established)
+                if (established == 3 && Probe.Peer.State == BgpSessionState.Established
+                    && WireProbe?.Peer.State is null or BgpSessionState.Established)
                 {
                     break;
                 }

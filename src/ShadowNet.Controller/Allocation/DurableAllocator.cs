@@ -9,6 +9,9 @@ using ShadowNet.Controller.State;
 
 namespace ShadowNet.Controller.Allocation;
 
+/// <summary>Lease changes in the order the allocator made them.</summary>
+public delegate void LeaseChanges(ReadOnlySpan<LeaseChange> changes);
+
 public sealed record DurableAllocatorOptions
 {
     /// <summary>Most operations committed in one transaction.</summary>
@@ -19,19 +22,22 @@ public sealed record DurableAllocatorOptions
 }
 
 /// <summary>
-/// The allocator with its state on disk: one writer thread applies operations to the in-memory
-/// <see cref="AddressAllocator"/> in arrival order and commits them in groups, and each caller's task
-/// completes only after the group holding its operation is durable (group commit: one fsync for many
-/// events, and nothing acknowledged that a crash could lose).
+/// The allocator with its state on disk: one applier thread applies operations to the in-memory
+/// <see cref="AddressAllocator"/> in arrival order, one committer thread commits them in groups, and
+/// each caller's task completes only after the group holding its operation is durable (group commit:
+/// one fsync for many events, and nothing acknowledged that a crash could lose).
 /// </summary>
 /// <remarks>
-/// While a group commits, new operations queue up and form the next group, so the group size follows
-/// the load: one operation per commit when idle, thousands under a burst. A failed commit leaves memory
-/// ahead of disk, so the allocator stops (every later call fails) and a restart reloads from the store.
-/// Callers' continuations run synchronously on the writer thread when their group commits. A hop to the
-/// thread pool or to a second thread costs about a millisecond at p90 on this two-core VM (waking an idle
-/// core is slow), which is most of the latency budget; the price is that a continuation must not block.
-/// Code that may block resumes elsewhere with <c>ConfigureAwait(ConfigureAwaitOptions.ForceYielding)</c>.
+/// The two threads form a pipeline: while one group's fsync runs, the next group is applied as its
+/// operations arrive, so what a caller starts from an applied result (an announcement) never waits for
+/// someone else's fsync; the group then goes to the committer as soon as it is free. The group size
+/// follows the load: one operation per commit when idle, thousands under a burst. A failed commit
+/// leaves memory ahead of disk, so the allocator stops (every later call fails, including those already
+/// applied behind the failed group) and a restart reloads from the store.
+/// Callers' continuations run synchronously on the committer thread when their group commits. A hop to
+/// the thread pool costs about a millisecond at p90 on this two-core VM (waking an idle core is slow),
+/// which is most of the latency budget; the price is that a continuation must not block. Code that may
+/// block resumes elsewhere with <c>ConfigureAwait(ConfigureAwaitOptions.ForceYielding)</c>.
 /// </remarks>
 public sealed class DurableAllocator : IAsyncDisposable
 {
@@ -39,13 +45,22 @@ public sealed class DurableAllocator : IAsyncDisposable
     private readonly IAllocationStore _store;
     private readonly DurableAllocatorOptions _options;
     private readonly Channel<Operation> _queue;
-    private readonly List<LeaseChange> _changes = [];
-    private readonly List<MissRecord> _misses = [];
-    private readonly List<Operation> _group = [];
-    private readonly Thread _writer;
+    private readonly Thread _applier;
+    private readonly Thread _committer;
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly ManualResetEventSlim _wakeWriter = new(false);
-    private int _writerSleeping;
+
+    // Woken by submitters (when it sleeps) and by the committer (when it is free for the next group).
+    private readonly ManualResetEventSlim _wakeApplier = new(false);
+    private readonly ManualResetEventSlim _wakeCommitter = new(false);
+    private int _applierSleeping;
+
+    // The group being applied (the applier's), the one committing (the committer's), and the spare.
+    private Group _filling = new();
+    private Group? _spare = new();
+    private Group? _handedOver;
+    private int _committerBusy;
+    private volatile bool _applierDone;
+
     private int _disposed;
     private long _sequence;
     private long _commits;
@@ -66,7 +81,8 @@ public sealed class DurableAllocator : IAsyncDisposable
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
         });
-        _writer = new Thread(WriterLoop) { IsBackground = true, Name = "shadownet-state-writer" };
+        _applier = new Thread(ApplierLoop) { IsBackground = true, Name = "shadownet-state-applier" };
+        _committer = new Thread(CommitterLoop) { IsBackground = true, Name = "shadownet-state-committer" };
     }
 
     /// <summary>Groups committed so far.</summary>
@@ -78,21 +94,36 @@ public sealed class DurableAllocator : IAsyncDisposable
     public string StoreLocation => _store.Location;
 
     /// <summary>
-    /// Pool usage as of the last refresh (at most every 250 ms, on the writer thread): for metrics, which
+    /// Pool usage as of the last refresh (at most every 250 ms, on the applier thread): for metrics, which
     /// must not read the single-threaded allocator from another thread.
     /// </summary>
     public IReadOnlyList<PoolUsage> PoolUsageSnapshot => Volatile.Read(ref _poolUsage);
 
-    /// <summary>Raised on the writer thread after each group commits: operations in it, and how long the commit took.</summary>
+    /// <summary>Raised on the committer thread after each group commits: operations in it, and how long the commit took.</summary>
     public event Action<int, TimeSpan>? GroupCommitted;
 
     /// <summary>
-    /// Raised on the writer thread once every operation of a group has completed (its continuations
+    /// Raised on the committer thread once every operation of a group has completed (its continuations
     /// ran): the moment to send what they produced in one batch.
     /// </summary>
     public event Action? GroupCompleted;
 
-    /// <summary>Raised on the writer thread after the store did housekeeping (a checkpoint): how long the writer was held.</summary>
+    /// <summary>
+    /// Raised on the applier thread with the lease changes of each operation as soon as it is applied in
+    /// memory: before they are durable, while the group before commits. Subscribers see every change in
+    /// the order it was made (routes follow the lease table through it, so the fsync is not on a route's
+    /// path); they must not block, and if the commit fails <see cref="CommitFailed"/> lists the changes
+    /// that were never stored.
+    /// </summary>
+    public event LeaseChanges? LeasesChanged;
+
+    /// <summary>
+    /// Raised on the committer thread when a group fails to commit, with the changes it held (never
+    /// stored): what was started from <see cref="LeasesChanged"/> for them must be undone.
+    /// </summary>
+    public event LeaseChanges? CommitFailed;
+
+    /// <summary>Raised on the committer thread after the store did housekeeping (a checkpoint): how long the writer was held.</summary>
     public event Action<TimeSpan>? Maintained;
 
     /// <summary>
@@ -127,9 +158,10 @@ public sealed class DurableAllocator : IAsyncDisposable
             store.Commit(CollectionsMarshal.AsSpan(allocator.Changes), [], ++durable._sequence);
         }
 
-        allocator.Changes = durable._changes;
+        allocator.Changes = durable._filling.Changes;
         durable._poolUsage = allocator.PoolUsages();
-        durable._writer.Start();
+        durable._committer.Start();
+        durable._applier.Start();
         return durable;
     }
 
@@ -172,20 +204,23 @@ public sealed class DurableAllocator : IAsyncDisposable
     public ValueTask<ClaimResult> ClaimAsync(string instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken = default) =>
         Submit(static (a, x) => a.Claim(x.instance, x.application, x.family, x.host), (instance, application, family, host), cancellationToken);
 
-    /// <summary>Releases an instance's address; the lease it had, or null when it had none. Allocates nothing.</summary>
     /// <summary>Stores a miss record with the next group; completes once it is durable.</summary>
     public ValueTask<bool> RecordMissAsync(MissRecord miss, CancellationToken cancellationToken = default) =>
         Submit<(DurableAllocator self, MissRecord miss), bool>(static (_, x) =>
         {
-            x.self._misses.Add(x.miss);
+            x.self._filling.Misses.Add(x.miss);
             return true;
         }, (this, miss), cancellationToken);
 
-    /// <summary>Stored miss records after <paramref name="afterId"/> (read on the writer thread, between groups).</summary>
+    /// <summary>
+    /// Stored miss records after <paramref name="afterId"/>: read on the committer thread (which owns the
+    /// store) once every operation submitted before it is committed.
+    /// </summary>
     public ValueTask<IReadOnlyList<(long Id, MissRecord Miss)>> LoadMissesAsync(long afterId, int limit, CancellationToken cancellationToken = default) =>
         Submit<(IAllocationStore store, long afterId, int limit), IReadOnlyList<(long Id, MissRecord Miss)>>(
-            static (_, x) => x.store.LoadMisses(x.afterId, x.limit), (_store, afterId, limit), cancellationToken);
+            static (_, x) => x.store.LoadMisses(x.afterId, x.limit), (_store, afterId, limit), cancellationToken, onStore: true);
 
+    /// <summary>Releases an instance's address; the lease it had, or null when it had none. Allocates nothing.</summary>
     public ValueTask<Lease?> ReleaseAsync(string instance, IpFamily family, CancellationToken cancellationToken = default) =>
         Submit(static (a, x) => a.Release(x.instance, x.family, out var lease) ? lease : (Lease?)null, (instance, family), cancellationToken);
 
@@ -208,7 +243,7 @@ public sealed class DurableAllocator : IAsyncDisposable
     }
 
     /// <summary>
-    /// Runs a read against the allocator on the writer thread, in order with the writes, so it sees every
+    /// Runs a read against the allocator on the applier thread, in order with the writes, so it sees every
     /// operation submitted before it; it completes once those are committed.
     /// </summary>
     public ValueTask<T> ReadAsync<T>(Func<AddressAllocator, T> read, CancellationToken cancellationToken = default) =>
@@ -218,7 +253,7 @@ public sealed class DurableAllocator : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _queue.Writer.TryComplete();
-        _wakeWriter.Set();
+        _wakeApplier.Set();
         await _stopped.Task;
 
         // The wake-up event is left to the GC: a submitter racing with shutdown may still Set it.
@@ -228,20 +263,21 @@ public sealed class DurableAllocator : IAsyncDisposable
         }
     }
 
-    private ValueTask<TResult> Submit<TArgs, TResult>(Func<AddressAllocator, TArgs, TResult> apply, TArgs args, CancellationToken cancellationToken)
+    private ValueTask<TResult> Submit<TArgs, TResult>(Func<AddressAllocator, TArgs, TResult> apply, TArgs args, CancellationToken cancellationToken,
+        bool onStore = false)
     {
         if (_fault is { } fault)
         {
             return ValueTask.FromException<TResult>(Faulted(fault));
         }
 
-        var operation = PooledOperation<TArgs, TResult>.Rent(apply, args);
+        var operation = PooledOperation<TArgs, TResult>.Rent(apply, args, onStore);
         if (!_queue.Writer.TryWrite(operation))
         {
             return SubmitSlowAsync(operation, cancellationToken);
         }
 
-        WakeWriter();
+        WakeApplier();
         return operation.Result;
     }
 
@@ -250,7 +286,7 @@ public sealed class DurableAllocator : IAsyncDisposable
         try
         {
             await _queue.Writer.WriteAsync(operation, cancellationToken);
-            WakeWriter();
+            WakeApplier();
         }
         catch (ChannelClosedException)
         {
@@ -260,39 +296,118 @@ public sealed class DurableAllocator : IAsyncDisposable
         return await operation.Result;
     }
 
-    private void WriterLoop()
+    private void ApplierLoop()
     {
         var reader = _queue.Reader;
         try
         {
             while (true)
             {
-                if (!reader.TryPeek(out _) && !SleepUntilWork(reader))
-                {
-                    break;
-                }
-
-                while (_group.Count < _options.MaxGroupSize && reader.TryRead(out var operation))
+                var group = _filling;
+                while (group.Operations.Count < _options.MaxGroupSize && reader.TryRead(out var operation))
                 {
                     if (_fault is { } fault)
                     {
                         operation.Fail(Faulted(fault));
                     }
-                    else
+                    else if (!operation.OnStore)
                     {
+                        var before = group.Changes.Count;
                         operation.Apply(_allocator);
+                        if (group.Changes.Count > before)
+                        {
+                            Announce(CollectionsMarshal.AsSpan(group.Changes)[before..]);
+                        }
                     }
 
-                    _group.Add(operation);
+                    group.Operations.Add(operation);
                 }
 
-                var changed = _changes.Count > 0;
-                CommitGroup();
+                RefreshPoolUsage(group.Changes.Count > 0);
+                if (group.Operations.Count > 0 && TryHandOver())
+                {
+                    continue;
+                }
+
+                // Sleep until an operation arrives or, with a group waiting, until the committer is free.
+                if (!SleepUntilWork(reader, group.Operations.Count > 0))
+                {
+                    break;
+                }
+            }
+
+            while (_filling.Operations.Count > 0 && !TryHandOver())
+            {
+                _wakeApplier.Wait();
+                _wakeApplier.Reset();
+            }
+        }
+        finally
+        {
+            _applierDone = true;
+            _wakeCommitter.Set();
+        }
+    }
+
+    private void Announce(ReadOnlySpan<LeaseChange> changes)
+    {
+        try
+        {
+            LeasesChanged?.Invoke(changes);
+        }
+        catch (Exception)
+        {
+            // The changes are made and will commit; a subscriber's failure must not stop the applier.
+        }
+    }
+
+    /// <summary>Gives the applied group to the committer if it is free, and starts filling the spare.</summary>
+    private bool TryHandOver()
+    {
+        if (Volatile.Read(ref _committerBusy) != 0)
+        {
+            return false;
+        }
+
+        var next = _spare!;
+        _spare = null;
+        Volatile.Write(ref _handedOver, _filling);
+        _filling = next;
+        _allocator.Changes = next.Changes;
+        Volatile.Write(ref _committerBusy, 1);
+        _wakeCommitter.Set();
+        return true;
+    }
+
+    private void CommitterLoop()
+    {
+        try
+        {
+            while (true)
+            {
+                var group = Interlocked.Exchange(ref _handedOver, null);
+                if (group is null)
+                {
+                    if (_applierDone && Volatile.Read(ref _handedOver) is null)
+                    {
+                        break;
+                    }
+
+                    _wakeCommitter.Wait();
+                    _wakeCommitter.Reset();
+                    continue;
+                }
+
+                CommitGroup(group);
                 if (_fault is null)
                 {
                     Maintain();
-                    RefreshPoolUsage(changed);
                 }
+
+                group.Clear();
+                _spare = group;
+                Volatile.Write(ref _committerBusy, 0);
+                _wakeApplier.Set();
             }
         }
         finally
@@ -301,45 +416,55 @@ public sealed class DurableAllocator : IAsyncDisposable
         }
     }
 
-    private void CommitGroup()
+    private void CommitGroup(Group group)
     {
-        if (_changes.Count > 0 || _misses.Count > 0)
+        if (_fault is null && (group.Changes.Count > 0 || group.Misses.Count > 0))
         {
             try
             {
                 var started = System.Diagnostics.Stopwatch.GetTimestamp();
-                _store.Commit(CollectionsMarshal.AsSpan(_changes), CollectionsMarshal.AsSpan(_misses), _sequence + 1);
+                _store.Commit(CollectionsMarshal.AsSpan(group.Changes), CollectionsMarshal.AsSpan(group.Misses), _sequence + 1);
                 _sequence++;
                 Interlocked.Increment(ref _commits);
-                GroupCommitted?.Invoke(_group.Count, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+                GroupCommitted?.Invoke(group.Operations.Count, System.Diagnostics.Stopwatch.GetElapsedTime(started));
             }
             catch (Exception e)
             {
                 _fault = e;
             }
-
-            _changes.Clear();
-            _misses.Clear();
-        }
-
-        if (_group.Count == 0)
-        {
-            return;
         }
 
         if (_fault is { } fault)
         {
-            foreach (var operation in _group)
+            // This group, or one before it, was not stored: nothing in it may be acknowledged.
+            foreach (var operation in group.Operations)
             {
                 operation.Fail(Faulted(fault));
+            }
+
+            try
+            {
+                CommitFailed?.Invoke(CollectionsMarshal.AsSpan(group.Changes));
+            }
+            catch (Exception)
+            {
+                // The allocator is stopping either way; a subscriber's failure must not hide the store's.
             }
         }
         else
         {
-            Interlocked.Add(ref _acknowledged, _group.Count);
+            foreach (var operation in group.Operations)
+            {
+                if (operation.OnStore)
+                {
+                    operation.Apply(_allocator);
+                }
+            }
+
+            Interlocked.Add(ref _acknowledged, group.Operations.Count);
         }
 
-        foreach (var operation in _group)
+        foreach (var operation in group.Operations)
         {
             try
             {
@@ -347,48 +472,54 @@ public sealed class DurableAllocator : IAsyncDisposable
             }
             catch (Exception)
             {
-                // A caller's continuation ran here and threw; it must not take the writer down with it.
+                // A caller's continuation ran here and threw; it must not take the committer down with it.
             }
         }
 
-        _group.Clear();
         try
         {
             GroupCompleted?.Invoke();
         }
         catch (Exception)
         {
-            // A subscriber's failure must not take the writer down.
+            // A subscriber's failure must not take the committer down.
         }
     }
 
     /// <summary>
-    /// Blocks the writer until an operation arrives (false once the queue is closed and empty). Submitters
-    /// wake it directly through an event: waiting on the channel's own task would route every wake-up
-    /// through the thread pool, which on a busy two-core machine costs milliseconds.
+    /// Blocks the applier until an operation arrives or, when <paramref name="groupWaiting"/>, until the
+    /// committer is free; false once the queue is closed and empty. Submitters wake it directly through
+    /// an event: waiting on the channel's own task would route every wake-up through the thread pool,
+    /// which on a busy two-core machine costs milliseconds.
     /// </summary>
-    private bool SleepUntilWork(ChannelReader<Operation> reader)
+    private bool SleepUntilWork(ChannelReader<Operation> reader, bool groupWaiting)
     {
         while (true)
         {
-            Interlocked.Exchange(ref _writerSleeping, 1);
-            if (reader.TryPeek(out _) || reader.Completion.IsCompleted)
+            Interlocked.Exchange(ref _applierSleeping, 1);
+            if (reader.TryPeek(out _) || (groupWaiting && Volatile.Read(ref _committerBusy) == 0))
             {
-                Interlocked.Exchange(ref _writerSleeping, 0);
-                return !reader.Completion.IsCompleted;
+                Interlocked.Exchange(ref _applierSleeping, 0);
+                return true;
             }
 
-            _wakeWriter.Wait();
-            _wakeWriter.Reset();
-            Interlocked.Exchange(ref _writerSleeping, 0);
+            if (reader.Completion.IsCompleted)
+            {
+                Interlocked.Exchange(ref _applierSleeping, 0);
+                return false;
+            }
+
+            _wakeApplier.Wait();
+            _wakeApplier.Reset();
+            Interlocked.Exchange(ref _applierSleeping, 0);
         }
     }
 
-    private void WakeWriter()
+    private void WakeApplier()
     {
-        if (Volatile.Read(ref _writerSleeping) == 1)
+        if (Volatile.Read(ref _applierSleeping) == 1)
         {
-            _wakeWriter.Set();
+            _wakeApplier.Set();
         }
     }
 
@@ -410,7 +541,7 @@ public sealed class DurableAllocator : IAsyncDisposable
         try
         {
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
-            if (_store.Maintain(idle: !_queue.Reader.TryPeek(out _)))
+            if (_store.Maintain(idle: !_queue.Reader.TryPeek(out _) && Volatile.Read(ref _handedOver) is null))
             {
                 Maintained?.Invoke(System.Diagnostics.Stopwatch.GetElapsedTime(started));
             }
@@ -425,8 +556,28 @@ public sealed class DurableAllocator : IAsyncDisposable
     private StateStoreException Faulted(Exception cause) =>
         new($"state store '{_store.Location}' failed to commit; nothing since the last commit is acknowledged and the allocator has stopped (restart to reload): {cause.Message}", cause);
 
+    /// <summary>Operations applied together and committed in one transaction, with their changes and misses.</summary>
+    private sealed class Group
+    {
+        public List<Operation> Operations { get; } = [];
+
+        public List<LeaseChange> Changes { get; } = [];
+
+        public List<MissRecord> Misses { get; } = [];
+
+        public void Clear()
+        {
+            Operations.Clear();
+            Changes.Clear();
+            Misses.Clear();
+        }
+    }
+
     private abstract class Operation
     {
+        /// <summary>Runs on the committer, against the store, after its group commits (instead of on the applier).</summary>
+        public bool OnStore { get; protected set; }
+
         public abstract void Apply(AddressAllocator allocator);
 
         public abstract void Complete();
@@ -442,7 +593,7 @@ public sealed class DurableAllocator : IAsyncDisposable
     {
         private static readonly ConcurrentQueue<PooledOperation<TArgs, TResult>> Pool = new();
 
-        // Continuations run synchronously on the writer thread (see the class remarks).
+        // Continuations run synchronously on the committer thread (see the class remarks).
         private ManualResetValueTaskSourceCore<TResult> _core;
         private Func<AddressAllocator, TArgs, TResult> _apply = null!;
         private TArgs _args = default!;
@@ -451,7 +602,7 @@ public sealed class DurableAllocator : IAsyncDisposable
 
         public ValueTask<TResult> Result => new(this, _core.Version);
 
-        public static PooledOperation<TArgs, TResult> Rent(Func<AddressAllocator, TArgs, TResult> apply, TArgs args)
+        public static PooledOperation<TArgs, TResult> Rent(Func<AddressAllocator, TArgs, TResult> apply, TArgs args, bool onStore)
         {
             if (!Pool.TryDequeue(out var operation))
             {
@@ -460,6 +611,7 @@ public sealed class DurableAllocator : IAsyncDisposable
 
             operation._apply = apply;
             operation._args = args;
+            operation.OnStore = onStore;
             return operation;
         }
 

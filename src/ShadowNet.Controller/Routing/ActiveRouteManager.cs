@@ -87,9 +87,16 @@ public sealed record WarmTarget(string Application, IpFamily Family, int Count);
 /// sent until the create) or sent with the shadow community (DESIGN.md, "Route staging").
 /// </summary>
 /// <remarks>
-/// The route is announced after the claim is durable, so a crash between the two leaves an address
-/// with no route, which <see cref="RestoreAsync"/> repairs at start; never a route with no address.
-/// An export guard refuses to announce any prefix outside the configured pools.
+/// Routes follow the lease table: every lease change, in the order the allocator makes it, becomes an
+/// announcement (assigned), a staged route (reserved, community staging) or a withdrawal (released,
+/// given back), on the allocator's applier thread as soon as the change is made in memory. So the
+/// fsync is not on a route's path (the reply still waits for it), and no later change can be overtaken
+/// by an earlier one's route (an address released and claimed again in quick succession). A crash
+/// before the commit leaves at the peer a route for a create that was never acknowledged: the restart
+/// re-announces only stored instances, and the peer drops the rest (session reset, or End-of-RIB after
+/// a graceful restart). A commit that fails withdraws the routes of its creates; the allocator stops,
+/// and a restart re-announces what is stored. An export guard refuses to announce any prefix outside
+/// the configured pools.
 /// </remarks>
 public sealed class ActiveRouteManager : IHookHandler
 {
@@ -130,6 +137,8 @@ public sealed class ActiveRouteManager : IHookHandler
         }
 
         _warm = [.. options.Warm.Select(w => (w.Application, w.Family))];
+        allocator.LeasesChanged += FollowLeases;
+        allocator.CommitFailed += WithdrawUncommitted;
     }
 
     public RouteManagerOptions Options { get; }
@@ -153,48 +162,21 @@ public sealed class ActiveRouteManager : IHookHandler
         return reserved;
     }
 
-    /// <summary>Pre-allocates addresses for an application and stages their routes; returns the addresses.</summary>
-    public async Task<IReadOnlyList<Address>> ReserveAsync(string application, IpFamily family, int count, CancellationToken cancellationToken = default)
-    {
-        var addresses = await _allocator.ReserveAddressesAsync(application, family, count, cancellationToken);
-        foreach (var address in addresses)
-        {
-            Stage(address);
-        }
-
-        return addresses;
-    }
+    /// <summary>Pre-allocates addresses for an application (their routes are staged); returns the addresses.</summary>
+    public async Task<IReadOnlyList<Address>> ReserveAsync(string application, IpFamily family, int count, CancellationToken cancellationToken = default) =>
+        await _allocator.ReserveAddressesAsync(application, family, count, cancellationToken);
 
     /// <summary>
     /// Tells the allocator how many reservations the forecast wants for an application, so that addresses
-    /// it releases come back to it after their reuse delay; stages the routes of those that did and
-    /// returns the application's usage after that.
+    /// it releases come back to it after their reuse delay (their routes are staged again); returns the
+    /// application's usage after that.
     /// </summary>
-    public async Task<ApplicationUsage> SetDemandAsync(string application, IpFamily family, int reservations, CancellationToken cancellationToken = default)
-    {
-        var (returned, usage) = await _allocator.SetDemandAsync(application, family, reservations, cancellationToken);
-        foreach (var address in returned)
-        {
-            Stage(address);
-        }
+    public async Task<ApplicationUsage> SetDemandAsync(string application, IpFamily family, int reservations, CancellationToken cancellationToken = default) =>
+        (await _allocator.SetDemandAsync(application, family, reservations, cancellationToken)).Usage;
 
-        return usage;
-    }
-
-    /// <summary>Gives back reservations beyond <paramref name="keep"/> and withdraws their staged routes.</summary>
-    public async Task<IReadOnlyList<Address>> ShrinkAsync(string application, IpFamily family, int keep, CancellationToken cancellationToken = default)
-    {
-        var freed = await _allocator.ShrinkAsync(application, family, keep, cancellationToken);
-        foreach (var address in freed)
-        {
-            if (IsCommunityStaged(address))
-            {
-                _speaker.Withdraw(HostRoute(address));
-            }
-        }
-
-        return freed;
-    }
+    /// <summary>Gives back reservations beyond <paramref name="keep"/> (their staged routes are withdrawn).</summary>
+    public async Task<IReadOnlyList<Address>> ShrinkAsync(string application, IpFamily family, int keep, CancellationToken cancellationToken = default) =>
+        await _allocator.ShrinkAsync(application, family, keep, cancellationToken);
 
     /// <summary>
     /// At start, before serving hooks: announces the route of every live instance in the store and stages
@@ -237,8 +219,8 @@ public sealed class ActiveRouteManager : IHookHandler
         switch (claim.Status)
         {
             case ClaimStatus.Hit or ClaimStatus.Miss or ClaimStatus.Existing:
-                // A retried create announces again: harmless (the latest state wins in Adj-RIB-Out).
-                if (!Announce(claim.Address, host))
+                // Announced already (FollowLeases), unless the export guard or a missing next hop refused it.
+                if (!IsExportable(claim.Address) || (host is null && DefaultNextHop(claim.Address) is null))
                 {
                     return new HookOutcome(HookStatus.Invalid, claim.Address);
                 }
@@ -290,7 +272,7 @@ public sealed class ActiveRouteManager : IHookHandler
             return new HookOutcome(HookStatus.NotFound, null);
         }
 
-        _speaker.Withdraw(HostRoute(lease.Address));
+        // Withdrawn already (FollowLeases).
         if (Events.Watchers > 0)
         {
             Events.Publish(new ControllerEvent(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), ControllerEventKind.Delete,
@@ -298,6 +280,40 @@ public sealed class ActiveRouteManager : IHookHandler
         }
 
         return new HookOutcome(HookStatus.Deleted, lease.Address);
+    }
+
+    /// <summary>On the allocator's applier thread, in the order the changes were made (see the class remarks).</summary>
+    private void FollowLeases(ReadOnlySpan<LeaseChange> changes)
+    {
+        foreach (var change in changes)
+        {
+            var lease = change.Lease;
+            if (!change.Removed && lease.State == LeaseState.Assigned)
+            {
+                Announce(lease.Address, lease.Host);
+            }
+            else if (!change.Removed && lease.State == LeaseState.Reserved)
+            {
+                Stage(lease.Address);
+            }
+            else
+            {
+                // Released, quarantined or given back: nothing may forward to it (a no-op when nothing was sent).
+                _speaker.Withdraw(HostRoute(lease.Address));
+            }
+        }
+    }
+
+    /// <summary>A group failed to commit: its creates were not acknowledged, so their early routes go.</summary>
+    private void WithdrawUncommitted(ReadOnlySpan<LeaseChange> changes)
+    {
+        foreach (var change in changes)
+        {
+            if (!change.Removed && change.Lease.State == LeaseState.Assigned)
+            {
+                _speaker.Withdraw(HostRoute(change.Lease.Address));
+            }
+        }
     }
 
     /// <summary>Misses are refinement data: the reply does not wait for them to be stored or logged.</summary>
@@ -350,9 +366,11 @@ public sealed class ActiveRouteManager : IHookHandler
         }
     }
 
+    private IPAddress? DefaultNextHop(Address address) => address.IsIPv6 ? Options.DefaultNextHopV6 : Options.DefaultNextHopV4;
+
     private bool Announce(Address address, Address? host, bool staged = false)
     {
-        var nextHop = host?.ToIPAddress() ?? (address.IsIPv6 ? Options.DefaultNextHopV6 : Options.DefaultNextHopV4);
+        var nextHop = host?.ToIPAddress() ?? DefaultNextHop(address);
         if (nextHop is null || !IsExportable(address))
         {
             return false;

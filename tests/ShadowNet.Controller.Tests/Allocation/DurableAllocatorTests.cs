@@ -93,6 +93,33 @@ public class DurableAllocatorTests
     }
 
     [Fact]
+    public async Task ClaimIsAppliedWhileTheGroupBeforeItCommitsAndAcknowledgedOnlyAfterItsOwn()
+    {
+        using var gate = new ManualResetEventSlim();
+        var store = new FailingStore { Gate = gate };
+        await using var allocator = DurableAllocator.Open(TestPools.Small(), store);
+        var first = allocator.ClaimAsync("vm-0", "web", IpFamily.IPv4).AsTask();
+        Assert.True(store.Committing.Wait(TimeSpan.FromSeconds(10)));
+
+        using var applied = new ManualResetEventSlim();
+        allocator.LeasesChanged += changes =>
+        {
+            if (changes[^1].Lease.Instance == "vm-1")
+            {
+                applied.Set();
+            }
+        };
+        var second = allocator.ClaimAsync("vm-1", "web", IpFamily.IPv4).AsTask();
+        Assert.True(applied.Wait(TimeSpan.FromSeconds(10)), "the second claim waited for the first group's commit");
+        Assert.False(first.IsCompleted || second.IsCompleted);
+
+        gate.Set();
+        Assert.Equal(ClaimStatus.Miss, (await second.WaitAsync(TimeSpan.FromSeconds(10))).Status);
+        Assert.True(first.IsCompletedSuccessfully);
+        Assert.Equal(2, store.Committed);
+    }
+
+    [Fact]
     public async Task StoreThatDoesNotMatchThePoolsIsAStartupErrorNamingIt()
     {
         using var folder = new TempDirectory("state");
@@ -112,35 +139,4 @@ public class DurableAllocatorTests
     }
 
     private static void OnCompletion(ValueTask<ClaimResult> claim, Action continuation) => claim.GetAwaiter().UnsafeOnCompleted(continuation);
-
-    private sealed class FailingStore : IAllocationStore
-    {
-        public bool Fail { get; set; }
-
-        public int Committed { get; private set; }
-
-        public string Location => "memory";
-
-        public long CommittedSequence => Committed;
-
-        public IReadOnlyList<Lease> LoadLeases() => [];
-
-        public IReadOnlyList<(long Id, MissRecord Miss)> LoadMisses(long afterId, int limit) => [];
-
-        public void Commit(ReadOnlySpan<LeaseChange> changes, ReadOnlySpan<MissRecord> misses, long sequence)
-        {
-            if (Fail)
-            {
-                throw new IOException("disk full");
-            }
-
-            Committed++;
-        }
-
-        public bool Maintain(bool idle) => false;
-
-        public void Dispose()
-        {
-        }
-    }
 }
