@@ -53,6 +53,24 @@ public class HookDatagramTests
         Assert.Equal(DatagramRejection.BadMac, rejection);
     }
 
+    [Fact]
+    public void EachOfManyKeysInTurnSignsWithItselfOnly()
+    {
+        // More keys than the per-thread HMAC cache holds, used in turn, twice over: each datagram must
+        // carry its own key's MAC (a cached HMAC reused under the wrong key would pass or fail wrongly).
+        var keys = Enumerable.Range(0, 6).Select(i => Encoding.ASCII.GetBytes($"key-{i}-0123456789abcdef")).ToArray();
+        for (var round = 0; round < 2; round++)
+        {
+            for (var i = 0; i < keys.Length; i++)
+            {
+                var datagram = Request(keyId: (ushort)i, key: keys[i]);
+                Assert.True(HookDatagram.TryParseRequest(datagram, id => keys[id], out _, out _), $"key {i}, round {round}");
+                Assert.False(HookDatagram.TryParseRequest(datagram, id => keys[(id + 1) % keys.Length], out _, out var rejection));
+                Assert.Equal(DatagramRejection.BadMac, rejection);
+            }
+        }
+    }
+
     public static TheoryData<string, byte[], DatagramRejection> Malformed()
     {
         var good = Request();
