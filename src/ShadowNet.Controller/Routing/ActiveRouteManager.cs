@@ -104,7 +104,7 @@ public sealed class ActiveRouteManager : IHookHandler
     private static readonly Meter Meter = new(MeterName);
 
     private static readonly Histogram<double> Activation = Meter.CreateHistogram("shadownet.route.activation.duration", "s",
-        "From a create reaching the route manager to its host route being in the speaker's RIB (durable claim included)",
+        "From a create reaching the route manager to its claim being durable and its reply ready (its route went to the speaker when the claim was made, before that)",
         tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1] });
 
     private readonly DurableAllocator _allocator;
