@@ -121,6 +121,11 @@ internal static class HooksToBird
         var creates = load.Creates;
         await lab.Probe.WaitForAsync(load.CreatedAddresses(), TimeSpan.FromSeconds(20));
         var latencies = load.RouteLatencies(lab.Probe);
+        if (run > 0 && Environment.GetEnvironmentVariable("BENCH_DUMP") is { Length: > 0 } dump)
+        {
+            File.WriteAllLines($"{dump}.{run}", load.LatencyRows(lab.Probe));
+        }
+
         figures["shadownet open loop: events/s sent"] = events / sending;
         figures["shadownet open loop: events lost"] = events - load.Acknowledged;
         figures["shadownet create->BIRD p50 ms"] = Percentile(latencies, 0.50);
@@ -325,6 +330,18 @@ internal static class HooksToBird
             }
 
             return [.. latencies.Order()];
+        }
+
+        /// <summary>Each create's send time (ms from the first send) and latency to the probe, for BENCH_DUMP.</summary>
+        public IEnumerable<string> LatencyRows(Probe probe)
+        {
+            for (var i = 0; i < _sent.Length; i++)
+            {
+                if (_isCreate[i] && _address[i] != 0 && probe.ArrivalOf(_address[i]) is long arrival and > 0)
+                {
+                    yield return FormattableString.Invariant($"{(_sent[i] - _sent[0]) * 1000.0 / Stopwatch.Frequency:0.000} {(arrival - _sent[i]) * 1000.0 / Stopwatch.Frequency:0.000}");
+                }
+            }
         }
 
         public double[] AckLatencies() =>
@@ -564,7 +581,7 @@ internal static class HooksToBird
                   "metrics": { "listen": "127.0.0.1:{{MetricsPort}}" }
                 }
                 """);
-            _daemon = Start("dotnet", $"{daemon} --config {_folder}/shadownetd.json --Logging:LogLevel:Default Warning");
+            _daemon = Start("dotnet", $"{daemon} --config {_folder}/shadownetd.json --Logging:LogLevel:Default Warning", daemonJit: true);
 
             _channel = GrpcChannel.ForAddress($"http://127.0.0.1:{gobgpApi}");
             GoBgp = new GobgpApi.GobgpApiClient(_channel);
@@ -592,14 +609,26 @@ internal static class HooksToBird
             Console.WriteLine($"lab up in {waited.Elapsed.TotalSeconds:0.0} s: BIRD {count.Split('\n').FirstOrDefault(l => l.Contains("routes", StringComparison.Ordinal))?.Trim()}");
         }
 
-        private Process Start(string file, string arguments)
+        private Process Start(string file, string arguments, bool daemonJit = false)
         {
-            var process = Process.Start(new ProcessStartInfo(file, arguments)
+            var start = new ProcessStartInfo(file, arguments)
             {
                 UseShellExecute = false,
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
-            }) ?? throw new InvalidOperationException($"{file} did not start");
+            };
+            if (daemonJit)
+            {
+                // The daemon compiles as its own runtimeconfig says, not as this runner was told to
+                // (hooks-to-bird.sh compiles the runner fully at once); BENCH_DAEMON_TC=0|1 overrides.
+                start.Environment.Remove("DOTNET_TieredCompilation");
+                if (Environment.GetEnvironmentVariable("BENCH_DAEMON_TC") is { Length: > 0 } tiered)
+                {
+                    start.Environment["DOTNET_TieredCompilation"] = tiered;
+                }
+            }
+
+            var process = Process.Start(start) ?? throw new InvalidOperationException($"{file} did not start");
             process.OutputDataReceived += (_, _) => { };
             process.ErrorDataReceived += (_, e) =>
             {
