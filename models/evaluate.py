@@ -1,7 +1,8 @@
 """Hit rate and waste per NAB trace: lstm beside seasonal-naive, an equal-waste static warm pool and
 reactive, each through `shadownet replay` (the real planner, allocator and route manager).
 
-Usage: python3 models/evaluate.py [--confidence 0.99] [--peak-instances 100]  (prints a Markdown table)
+Usage: python3 models/evaluate.py [--confidence 0.99] [--peak-instances 100] [--measure-from 0.7] [--model FILE]
+(prints a Markdown table)
 """
 import argparse
 import glob
@@ -16,7 +17,7 @@ CLI = os.path.join(ROOT, "src", "ShadowNet.Cli", "bin", "Release", "net10.0", "s
 def replay(trace, policy, args):
     out = subprocess.run(["dotnet", CLI, "replay", "--trace", trace, "--policy", policy,
                           "--peak-instances", str(args.peak_instances), "--confidence", str(args.confidence),
-                          "--measure-from", str(args.measure_from)],
+                          "--measure-from", str(args.measure_from)] + (["--model", args.model] if args.model and policy == "lstm" else []),
                          check=True, capture_output=True, text=True, cwd=ROOT).stdout
     return json.loads(out)
 
@@ -27,6 +28,7 @@ def main():
     parser.add_argument("--confidence", type=float, default=0.99)
     parser.add_argument("--peak-instances", type=int, default=100)
     parser.add_argument("--measure-from", type=float, default=0.0, help="0.7: count only the held-out last 30%% of each trace")
+    parser.add_argument("--model", help="ONNX model for lstm (default: models/shadownet-lstm.onnx)")
     args = parser.parse_args()
     subprocess.run(["dotnet", "build", "-c", "Release", os.path.join(ROOT, "src", "ShadowNet.Cli"), "-v", "q", "-nologo"], check=True,
                    stdout=subprocess.DEVNULL)

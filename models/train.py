@@ -186,14 +186,17 @@ def pinball(predicted, target):
 
 
 def main():
+    global WINDOW
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--traces", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "traces", "nab"))
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "shadownet-lstm.onnx"))
     parser.add_argument("--seconds", type=float, default=600, help="training time budget on the CPU")
+    parser.add_argument("--window", type=int, default=WINDOW, help="steps of history per window (5-minute steps)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--from", dest="misses", help="JSON lines of misses (shadownet export-training-data): their windows are added to training, weighted")
     parser.add_argument("--miss-weight", type=int, default=10, help="how many times each miss window counts")
     args = parser.parse_args()
+    WINDOW = args.window
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)

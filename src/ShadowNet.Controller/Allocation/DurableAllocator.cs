@@ -123,7 +123,7 @@ public sealed class DurableAllocator : IAsyncDisposable
     /// </summary>
     public event LeaseChanges? CommitFailed;
 
-    /// <summary>Raised on the committer thread after the store did housekeeping (a checkpoint): how long the writer was held.</summary>
+    /// <summary>Raised on the committer thread after the store did housekeeping (a checkpoint): how long the committer was held.</summary>
     public event Action<TimeSpan>? Maintained;
 
     /// <summary>
@@ -329,8 +329,9 @@ public sealed class DurableAllocator : IAsyncDisposable
                     continue;
                 }
 
-                // Sleep until an operation arrives or, with a group waiting, until the committer is free.
-                if (!SleepUntilWork(reader, group.Operations.Count > 0))
+                // Sleep until an operation arrives (unless the group is full) or, with a group waiting,
+                // until the committer is free.
+                if (!SleepUntilWork(reader, group.Operations.Count > 0, group.Operations.Count >= _options.MaxGroupSize))
                 {
                     break;
                 }
@@ -487,17 +488,18 @@ public sealed class DurableAllocator : IAsyncDisposable
     }
 
     /// <summary>
-    /// Blocks the applier until an operation arrives or, when <paramref name="groupWaiting"/>, until the
-    /// committer is free; false once the queue is closed and empty. Submitters wake it directly through
-    /// an event: waiting on the channel's own task would route every wake-up through the thread pool,
-    /// which on a busy two-core machine costs milliseconds.
+    /// Blocks the applier until an operation arrives (not when <paramref name="groupFull"/>: it could not
+    /// take it) or, when <paramref name="groupWaiting"/>, until the committer is free; false once the
+    /// queue is closed and empty. Submitters wake it directly through an event: waiting on the channel's
+    /// own task would route every wake-up through the thread pool, which on a busy two-core machine
+    /// costs milliseconds.
     /// </summary>
-    private bool SleepUntilWork(ChannelReader<Operation> reader, bool groupWaiting)
+    private bool SleepUntilWork(ChannelReader<Operation> reader, bool groupWaiting, bool groupFull)
     {
         while (true)
         {
             Interlocked.Exchange(ref _applierSleeping, 1);
-            if (reader.TryPeek(out _) || (groupWaiting && Volatile.Read(ref _committerBusy) == 0))
+            if ((!groupFull && reader.TryPeek(out _)) || (groupWaiting && Volatile.Read(ref _committerBusy) == 0))
             {
                 Interlocked.Exchange(ref _applierSleeping, 0);
                 return true;

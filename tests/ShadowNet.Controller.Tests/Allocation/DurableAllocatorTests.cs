@@ -120,6 +120,23 @@ public class DurableAllocatorTests
     }
 
     [Fact]
+    public async Task FullGroupsWaitingBehindAHeldCommitAllCommitInOrder()
+    {
+        using var gate = new ManualResetEventSlim();
+        var store = new FailingStore { Gate = gate };
+        await using var allocator = DurableAllocator.Open(TestPools.Small(), store, new DurableAllocatorOptions { MaxGroupSize = 8 });
+        var first = allocator.ClaimAsync("vm-0", "web", IpFamily.IPv4).AsTask();
+        Assert.True(store.Committing.Wait(TimeSpan.FromSeconds(10)));
+        var rest = Enumerable.Range(1, 100).Select(i => allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv4).AsTask()).ToList();
+
+        gate.Set();
+        var claims = await Task.WhenAll(rest.Prepend(first)).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(101, claims.Select(c => c.Address).Distinct().Count());
+        Assert.True(store.Committed >= 1 + (100 / 8), $"{store.Committed} commits: groups larger than 8");
+        Assert.Equal(101, allocator.Acknowledged);
+    }
+
+    [Fact]
     public async Task StoreThatDoesNotMatchThePoolsIsAStartupErrorNamingIt()
     {
         using var folder = new TempDirectory("state");

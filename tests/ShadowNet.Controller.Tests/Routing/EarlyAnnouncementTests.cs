@@ -44,7 +44,7 @@ public class EarlyAnnouncementTests
         await using var speaker = new BgpSpeaker(new BgpSpeakerOptions { LocalAs = 65003, RouterId = IPAddress.Parse("127.0.0.3") });
         var manager = new ActiveRouteManager(allocator, speaker, TestPools.Small(), new RouteManagerOptions());
         Assert.Equal(HookStatus.Miss, (await manager.CreateAsync("vm-0", "web", IpFamily.IPv4, Host, CancellationToken.None)).Status);
-        await Task.Delay(100); // the miss record commits too
+        Assert.True(SpinWait.SpinUntil(() => store.Committed == 2, TimeSpan.FromSeconds(10)), "the miss record did not commit");
 
         // The delete's group is held in its commit while the next create takes the same address.
         gate.Reset();
