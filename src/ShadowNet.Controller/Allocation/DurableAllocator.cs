@@ -54,11 +54,11 @@ public sealed class DurableAllocator : IAsyncDisposable
     private readonly ManualResetEventSlim _wakeCommitter = new(false);
     private int _applierSleeping;
 
-    // The group being applied (the applier's), the one committing (the committer's), and the spare.
+    // The group being applied (the applier's), the one committing (the committer's: set by the applier
+    // when the committer is free, cleared by the committer when done, so it alone says "busy"), and the spare.
     private Group _filling = new();
     private Group? _spare = new();
     private Group? _handedOver;
-    private int _committerBusy;
     private volatile bool _applierDone;
 
     private int _disposed;
@@ -365,7 +365,7 @@ public sealed class DurableAllocator : IAsyncDisposable
     /// <summary>Gives the applied group to the committer if it is free, and starts filling the spare.</summary>
     private bool TryHandOver()
     {
-        if (Volatile.Read(ref _committerBusy) != 0)
+        if (Volatile.Read(ref _handedOver) is not null)
         {
             return false;
         }
@@ -375,7 +375,6 @@ public sealed class DurableAllocator : IAsyncDisposable
         Volatile.Write(ref _handedOver, _filling);
         _filling = next;
         _allocator.Changes = next.Changes;
-        Volatile.Write(ref _committerBusy, 1);
         _wakeCommitter.Set();
         return true;
     }
@@ -386,7 +385,7 @@ public sealed class DurableAllocator : IAsyncDisposable
         {
             while (true)
             {
-                var group = Interlocked.Exchange(ref _handedOver, null);
+                var group = Volatile.Read(ref _handedOver);
                 if (group is null)
                 {
                     if (_applierDone && Volatile.Read(ref _handedOver) is null)
@@ -407,7 +406,7 @@ public sealed class DurableAllocator : IAsyncDisposable
 
                 group.Clear();
                 _spare = group;
-                Volatile.Write(ref _committerBusy, 0);
+                Volatile.Write(ref _handedOver, null);
                 _wakeApplier.Set();
             }
         }
@@ -499,7 +498,7 @@ public sealed class DurableAllocator : IAsyncDisposable
         while (true)
         {
             Interlocked.Exchange(ref _applierSleeping, 1);
-            if ((!groupFull && reader.TryPeek(out _)) || (groupWaiting && Volatile.Read(ref _committerBusy) == 0))
+            if ((!groupFull && reader.TryPeek(out _)) || (groupWaiting && Volatile.Read(ref _handedOver) is null))
             {
                 Interlocked.Exchange(ref _applierSleeping, 0);
                 return true;
@@ -543,7 +542,7 @@ public sealed class DurableAllocator : IAsyncDisposable
         try
         {
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
-            if (_store.Maintain(idle: !_queue.Reader.TryPeek(out _) && Volatile.Read(ref _handedOver) is null))
+            if (_store.Maintain(idle: !_queue.Reader.TryPeek(out _)))
             {
                 Maintained?.Invoke(System.Diagnostics.Stopwatch.GetElapsedTime(started));
             }

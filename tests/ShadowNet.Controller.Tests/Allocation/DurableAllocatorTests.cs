@@ -137,6 +137,37 @@ public class DurableAllocatorTests
     }
 
     [Fact]
+    public async Task OneCallerAwaitingEachOperationInTurnNeverStalls()
+    {
+        // Like shadownet replay: each await resumes on the committer and submits the next operation, so
+        // applier and committer hand groups back and forth one at a time. A lost hand-over (a race once
+        // left the committer marked busy with no group, after about a million operations) stalls it.
+        using var folder = new TempDirectory("turns");
+        await using var allocator = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(folder.File("s.db"), StoreSync.Normal));
+        var live = new Queue<string>();
+        async Task TurnsAsync()
+        {
+            for (var i = 0; i < 10_000; i++)
+            {
+                if (live.Count < 20 || i % 3 != 0)
+                {
+                    await allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv4);
+                    live.Enqueue($"vm-{i}");
+                }
+                else
+                {
+                    await allocator.ReleaseAsync(live.Dequeue(), IpFamily.IPv4);
+                }
+
+                await allocator.ReadAsync(a => a.GetUsage("web", IpFamily.IPv4));
+            }
+        }
+
+        await TurnsAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(allocator.Acknowledged >= 20_000);
+    }
+
+    [Fact]
     public async Task StoreThatDoesNotMatchThePoolsIsAStartupErrorNamingIt()
     {
         using var folder = new TempDirectory("state");
