@@ -31,7 +31,10 @@ namespace ShadowNet.Benchmarks.EndToEnd;
 /// messages of 100 paths (rate until every route arrived; latency from the write of its message).</para>
 /// Usage: <c>dotnet run -c Release -- hooks-to-bird [rate] [seconds] [runs]</c>; bench/hooks-to-bird.sh builds
 /// and runs it. For profiling: BENCH_ONLY=open|closed runs only that loop of ShadowNet's (open also prints
-/// the daemon's store and activation histograms), BENCH_SYNC=normal and BENCH_WARM=N change the daemon.
+/// the daemon's store and activation histograms), BENCH_SYNC=normal and BENCH_WARM=N change the daemon,
+/// BENCH_WIRE_PROBE=1 adds a probe peering with shadownetd directly (its own part apart from BIRD's),
+/// BENCH_DUMP=FILE writes each open-loop create's send time and latency to FILE.RUN, and
+/// BENCH_DAEMON_TC=0|1 sets the daemon's tiered compilation.
 /// </remarks>
 internal static class HooksToBird
 {
