@@ -267,7 +267,7 @@ public sealed class AddressAllocator
 
     /// <summary>
     /// Addresses that went back to their application's reservations when their reuse delay ended (see
-    /// <see cref="SetDemand"/>); their routes must be staged. The caller drains the list.
+    /// <see cref="SetDemand"/>); each is also a lease change. The caller drains the list.
     /// </summary>
     public List<Address> Rereserved { get; } = [];
 

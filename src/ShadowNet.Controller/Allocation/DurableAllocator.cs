@@ -169,8 +169,8 @@ public sealed class DurableAllocator : IAsyncDisposable
         Submit(static (a, x) => a.Reserve(x.application, x.family, x.count), (application, family, count), cancellationToken);
 
     /// <summary>
-    /// Reserves and reports the addresses that became reservations (for staging their routes): the new
-    /// ones, and any that went back to their application when a reuse delay ended.
+    /// Reserves and reports the addresses that became reservations: the new ones, and any that went back
+    /// to their application when a reuse delay ended.
     /// </summary>
     public ValueTask<IReadOnlyList<Address>> ReserveAddressesAsync(string application, IpFamily family, int count, CancellationToken cancellationToken = default) =>
         Submit<(string application, IpFamily family, int count), IReadOnlyList<Address>>(static (a, x) =>
@@ -182,15 +182,16 @@ public sealed class DurableAllocator : IAsyncDisposable
 
     /// <summary>
     /// Records the forecast's demand (<see cref="AddressAllocator.SetDemand"/>) and ends the reuse delays
-    /// that are over; returns the addresses that went back to their application's reservations, and the
-    /// application's usage after that.
+    /// that are over; returns the application's usage after that. Addresses that went back to their
+    /// application are lease changes like any other (<see cref="LeasesChanged"/>), so nothing is listed.
     /// </summary>
-    public ValueTask<(IReadOnlyList<Address> Returned, ApplicationUsage Usage)> SetDemandAsync(string application, IpFamily family, int reservations, CancellationToken cancellationToken = default) =>
-        Submit<(string application, IpFamily family, int reservations), (IReadOnlyList<Address>, ApplicationUsage)>(static (a, x) =>
+    public ValueTask<ApplicationUsage> SetDemandAsync(string application, IpFamily family, int reservations, CancellationToken cancellationToken = default) =>
+        Submit(static (a, x) =>
         {
             a.SetDemand(x.application, x.family, x.reservations);
             a.ExpireQuarantine();
-            return (DrainRereserved(a, []), a.GetUsage(x.application, x.family));
+            a.Rereserved.Clear();
+            return a.GetUsage(x.application, x.family);
         }, (application, family, reservations), cancellationToken);
 
     public ValueTask<ReserveResult> ReserveForAsync(string application, string instance, IpFamily family, CancellationToken cancellationToken = default) =>

@@ -172,7 +172,7 @@ public sealed class ActiveRouteManager : IHookHandler
     /// application's usage after that.
     /// </summary>
     public async Task<ApplicationUsage> SetDemandAsync(string application, IpFamily family, int reservations, CancellationToken cancellationToken = default) =>
-        (await _allocator.SetDemandAsync(application, family, reservations, cancellationToken)).Usage;
+        await _allocator.SetDemandAsync(application, family, reservations, cancellationToken);
 
     /// <summary>Gives back reservations beyond <paramref name="keep"/> (their staged routes are withdrawn).</summary>
     public async Task<IReadOnlyList<Address>> ShrinkAsync(string application, IpFamily family, int keep, CancellationToken cancellationToken = default) =>
