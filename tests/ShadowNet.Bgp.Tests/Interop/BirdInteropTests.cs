@@ -65,7 +65,7 @@ public class BirdInteropTests
     {
         var ourPort = TestPorts.Next();
         await using var bird = new BirdPeer($$"""
-              local 127.0.0.2 as 65002;
+              local 127.0.0.2 port {{TestPorts.Next()}} as 65002;
               neighbor {{OurAddress}} port {{ourPort}} as {{OurAs}};
               multihop; connect delay time 1; connect retry time 1;
               ipv4 { import all; export none; };

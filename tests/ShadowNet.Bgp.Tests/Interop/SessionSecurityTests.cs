@@ -52,7 +52,7 @@ public class SessionSecurityTests
     {
         var ourPort = TestPorts.Next();
         string Bird(string password) => $$"""
-              local 127.0.0.2 as 65002;
+              local 127.0.0.2 port {{TestPorts.Next()}} as 65002;
               neighbor {{OurAddress}} port {{ourPort}} as {{OurAs}};
               multihop; connect delay time 1; connect retry time 1;
               password "{{password}}";
@@ -118,7 +118,7 @@ public class SessionSecurityTests
     {
         var ourPort = TestPorts.Next();
         await using var bird = new BirdPeer($$"""
-              local 127.0.0.2 as 65002;
+              local 127.0.0.2 port {{TestPorts.Next()}} as 65002;
               neighbor {{OurAddress}} port {{ourPort}} as {{OurAs}};
               multihop 2; ttl security on; connect delay time 1; connect retry time 1;
               hold time 6; startup hold time 6; error wait time 1, 2;
