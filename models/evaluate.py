@@ -1,10 +1,11 @@
 """Hit rate and waste per NAB trace: lstm beside seasonal-naive, an equal-waste static warm pool and
 reactive, each through `shadownet replay` (the real planner, allocator and route manager).
 
-Usage: python3 models/evaluate.py [--confidence 0.99] [--peak-instances 100] [--measure-from 0.7] [--model FILE]
-(prints a Markdown table)
+Usage: python3 models/evaluate.py [--confidence 0.99] [--peak-instances 100] [--measure-from 0.7] [--model FILE] [--jobs N]
+(prints a Markdown table; traces are replayed N at a time, each replay being deterministic)
 """
 import argparse
+import concurrent.futures
 import glob
 import json
 import os
@@ -29,6 +30,7 @@ def main():
     parser.add_argument("--peak-instances", type=int, default=100)
     parser.add_argument("--measure-from", type=float, default=0.0, help="0.7: count only the held-out last 30%% of each trace")
     parser.add_argument("--model", help="ONNX model for lstm (default: models/shadownet-lstm.onnx)")
+    parser.add_argument("--jobs", type=int, default=3, help="traces replayed at once (a replay waits on wake-ups more than it computes)")
     args = parser.parse_args()
     subprocess.run(["dotnet", "build", "-c", "Release", os.path.join(ROOT, "src", "ShadowNet.Cli"), "-v", "q", "-nologo"], check=True,
                    stdout=subprocess.DEVNULL)
@@ -39,13 +41,15 @@ def main():
     totals = {"lstm": [0, 0], "seasonal-naive": [0, 0], "ewma": [0, 0], "static": [0, 0], "reactive": [0, 0]}
     wins = 0
     traces = sorted(glob.glob(os.path.join(args.traces, "*.csv")))
-    for trace in traces:
+    def evaluate(trace):
         lstm = replay(trace, "lstm", args)
-        naive = replay(trace, "seasonal-naive", args)
-        ewma = replay(trace, "ewma", args)
         k = max(0, round(lstm["MeanReservedUnused"]))  # a fixed pool of K keeps K reserved: the same waste
-        warm = replay(trace, f"static-warm:{k}", args)
-        reactive = replay(trace, "reactive", args)
+        others = {policy: replay(trace, policy, args) for policy in ("seasonal-naive", "ewma", f"static-warm:{k}", "reactive")}
+        return lstm, others["seasonal-naive"], others["ewma"], others[f"static-warm:{k}"], others["reactive"], k
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(evaluate, traces))
+    for trace, (lstm, naive, ewma, warm, reactive, k) in zip(traces, results):
         for key, result in (("lstm", lstm), ("seasonal-naive", naive), ("ewma", ewma), ("static", warm), ("reactive", reactive)):
             totals[key][0] += result["Hits"]
             totals[key][1] += result["Creates"]
