@@ -192,6 +192,7 @@ def main():
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "shadownet-lstm.onnx"))
     parser.add_argument("--seconds", type=float, default=600, help="training time budget on the CPU")
     parser.add_argument("--window", type=int, default=WINDOW, help="steps of history per window (5-minute steps)")
+    parser.add_argument("--hidden", type=int, default=32, help="LSTM hidden units (inference cost grows with their square)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--from", dest="misses", help="JSON lines of misses (shadownet export-training-data): their windows are added to training, weighted")
     parser.add_argument("--miss-weight", type=int, default=10, help="how many times each miss window counts")
@@ -242,7 +243,7 @@ def main():
     y = torch.from_numpy(np.concatenate(train_y))
     print(f"training windows: {len(x)}; held out: {sum(len(h[1][0]) for h in held_out)}")
 
-    model = Forecaster()
+    model = Forecaster(args.hidden)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     started = time.time()
     epoch = 0
