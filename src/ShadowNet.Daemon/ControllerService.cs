@@ -21,6 +21,9 @@ namespace ShadowNet.Daemon;
 /// </summary>
 internal sealed partial class ControllerService(DaemonConfiguration configuration, ILoggerFactory loggers) : IHostedService
 {
+    /// <summary>.NET's own meter: garbage collections and pause time, thread pool, lock contention.</summary>
+    private const string RuntimeMeterName = "System.Runtime";
+
     private readonly ILogger _log = loggers.CreateLogger("shadownetd");
     private DurableAllocator? _allocator;
     private BgpSpeaker? _speaker;
@@ -66,7 +69,7 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         {
             // The Prometheus text format over a bare HttpListener: no web stack for one endpoint.
             _exporter = Sdk.CreateMeterProviderBuilder()
-                .AddMeter(DaemonMetrics.MeterName, ForecastLoop.MeterName, HookServer.MeterName, ActiveRouteManager.MeterName)
+                .AddMeter(DaemonMetrics.MeterName, ForecastLoop.MeterName, HookServer.MeterName, ActiveRouteManager.MeterName, RuntimeMeterName)
                 .AddPrometheusHttpListener(o =>
                 {
                     o.Host = endPoint.Address.ToString();

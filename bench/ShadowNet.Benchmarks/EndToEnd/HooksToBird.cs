@@ -33,7 +33,8 @@ namespace ShadowNet.Benchmarks.EndToEnd;
 /// and runs it. For profiling: BENCH_ONLY=open|closed runs only that loop of ShadowNet's (open also prints
 /// the daemon's store and activation histograms), BENCH_SYNC=normal and BENCH_WARM=N change the daemon,
 /// BENCH_WIRE_PROBE=1 adds a probe peering with shadownetd directly (its own part apart from BIRD's),
-/// BENCH_DUMP=FILE writes each open-loop create's send time and latency to FILE.RUN, and
+/// BENCH_DUMP=FILE writes each open-loop create's send time, latency and send timestamp (CLOCK_MONOTONIC seconds, to line up
+/// with perf record -k CLOCK_MONOTONIC) to FILE.RUN (and FILE.RUN.wire with the wire probe), and
 /// BENCH_DAEMON_TC=0|1 sets the daemon's tiered compilation.
 /// </remarks>
 internal static class HooksToBird
@@ -101,10 +102,22 @@ internal static class HooksToBird
         return 0;
     }
 
+    /// <summary>The daemon's own garbage collection counters (.NET's System.Runtime meter, from its /metrics).</summary>
+    private static async Task<(double Allocated, double Collections, double PauseSeconds)> DaemonGcAsync(Lab lab)
+    {
+        using var http = new HttpClient();
+        var lines = (await http.GetStringAsync($"http://127.0.0.1:{lab.MetricsPort}/metrics")).Split('\n');
+        double Sum(string name) => lines.Where(l => l.StartsWith(name, StringComparison.Ordinal))
+            .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture));
+        return (Sum("dotnet_gc_heap_total_allocated_bytes_total"), Sum("dotnet_gc_collections_total"), Sum("dotnet_gc_pause_time_seconds_total"));
+    }
+
     private static async Task ShadowNetOpenLoopAsync(Lab lab, int rate, int seconds, int run, Dictionary<string, double> figures)
     {
         var events = rate * seconds;
         using var load = new HookLoad(lab.HookEndPoint, events, run < 0 ? $"w{-run}-" : $"o{run}-");
+        var daemonBefore = run > 0 ? await DaemonGcAsync(lab) : default;
+        var runnerBefore = (Collections: GC.CollectionCount(0), Pause: GC.GetTotalPauseDuration());
         var clock = Stopwatch.StartNew();
         var started = Stopwatch.GetTimestamp();
         for (var i = 0; i < events; i++)
@@ -127,6 +140,21 @@ internal static class HooksToBird
         if (run > 0 && Environment.GetEnvironmentVariable("BENCH_DUMP") is { Length: > 0 } dump)
         {
             File.WriteAllLines($"{dump}.{run}", load.LatencyRows(lab.Probe));
+            if (lab.WireProbe is { } direct)
+            {
+                File.WriteAllLines($"{dump}.{run}.wire", load.LatencyRows(direct));
+            }
+        }
+
+        if (run > 0)
+        {
+            // A collection stops the daemon for milliseconds: the tail shows them, so the run counts them.
+            var daemonAfter = await DaemonGcAsync(lab);
+            figures["shadownet open loop: daemon bytes allocated per event"] = (daemonAfter.Allocated - daemonBefore.Allocated) / events;
+            figures["shadownet open loop: daemon GCs"] = daemonAfter.Collections - daemonBefore.Collections;
+            figures["shadownet open loop: daemon GC pause ms"] = (daemonAfter.PauseSeconds - daemonBefore.PauseSeconds) * 1000;
+            figures["shadownet open loop: runner GCs (load and probes)"] = GC.CollectionCount(0) - runnerBefore.Collections;
+            figures["shadownet open loop: runner GC pause ms"] = (GC.GetTotalPauseDuration() - runnerBefore.Pause).TotalMilliseconds;
         }
 
         figures["shadownet open loop: events/s sent"] = events / sending;
@@ -342,7 +370,7 @@ internal static class HooksToBird
             {
                 if (_isCreate[i] && _address[i] != 0 && probe.ArrivalOf(_address[i]) is long arrival and > 0)
                 {
-                    yield return FormattableString.Invariant($"{(_sent[i] - _sent[0]) * 1000.0 / Stopwatch.Frequency:0.000} {(arrival - _sent[i]) * 1000.0 / Stopwatch.Frequency:0.000}");
+                    yield return FormattableString.Invariant($"{(_sent[i] - _sent[0]) * 1000.0 / Stopwatch.Frequency:0.000} {(arrival - _sent[i]) * 1000.0 / Stopwatch.Frequency:0.000} {_sent[i] / (double)Stopwatch.Frequency:0.000000}");
                 }
             }
         }

@@ -18,8 +18,15 @@ public sealed class AddressAllocator
     private readonly AddressPool[] _pools;
     private readonly Dictionary<string, AddressPool> _poolsByName = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
-    private readonly Dictionary<Address, Lease> _leases = [];
-    private readonly Dictionary<InstanceKey, Address> _assigned = [];
+    /// <summary>
+    /// Lease tables start at this size (or the pools' size, if smaller): growing a large table rehashes it
+    /// and allocates its new arrays on the large object heap, which costs a full collection, a pause of
+    /// milliseconds in the middle of the creates that made it grow.
+    /// </summary>
+    public const int InitialLeaseCapacity = 1 << 16;
+
+    private readonly Dictionary<Address, Lease> _leases;
+    private readonly Dictionary<InstanceKey, Address> _assigned;
     private readonly Dictionary<InstanceKey, Address> _reservedForInstance = [];
     private readonly Dictionary<string, ApplicationBook> _applications = new(StringComparer.Ordinal);
     private readonly Func<Address, bool> _onQuarantineOver;
@@ -61,6 +68,9 @@ public sealed class AddressAllocator
         }
 
         _pools = [.. list];
+        var capacity = (int)Math.Min((ulong)InitialLeaseCapacity, list.Aggregate(0UL, (sum, p) => sum + Math.Min(p.Size, InitialLeaseCapacity)));
+        _leases = new Dictionary<Address, Lease>(capacity);
+        _assigned = new Dictionary<InstanceKey, Address>(capacity);
         _onQuarantineOver = OnQuarantineOver;
     }
 
@@ -325,8 +335,18 @@ public sealed class AddressAllocator
 
     public IEnumerable<Lease> LeasesOf(string application) => _leases.Values.Where(l => l.Application == application);
 
-    public IReadOnlyList<PoolUsage> PoolUsages() =>
-        [.. _pools.Select(p => new PoolUsage(p.Name, p.Definition.Kind, p.Family, p.Size, p.Used, p.ReservedCount, p.AssignedCount, p.QuarantinedCount))];
+    /// <summary>A new array each time (it is published to other threads as it is); nothing else is allocated.</summary>
+    public IReadOnlyList<PoolUsage> PoolUsages()
+    {
+        var usages = new PoolUsage[_pools.Length];
+        for (var i = 0; i < usages.Length; i++)
+        {
+            var p = _pools[i];
+            usages[i] = new PoolUsage(p.Name, p.Definition.Kind, p.Family, p.Size, p.Used, p.ReservedCount, p.AssignedCount, p.QuarantinedCount);
+        }
+
+        return usages;
+    }
 
     /// <summary>
     /// Rebuilds the book from a store's leases. Anything that cannot be true (an address outside its

@@ -11,7 +11,7 @@ internal sealed class AddressPool
     private readonly AddressRange[] _ranges;
     private readonly BlockBitmap[] _blocks;
     private readonly long _reuseDelayMs;
-    private readonly RingDeque<Quarantined> _quarantine = new();
+    private readonly RingDeque<Quarantined> _quarantine;
     private int _firstBlockWithFree;
 
     public AddressPool(PoolDefinition definition)
@@ -26,6 +26,8 @@ internal sealed class AddressPool
         }
 
         _reuseDelayMs = (long)definition.ReuseDelay.TotalMilliseconds;
+        // Sized for a busy reuse delay up front: growing it later copies it on the large object heap.
+        _quarantine = new RingDeque<Quarantined>((int)Math.Min(Size, 1 << 14));
     }
 
     public PoolDefinition Definition { get; }

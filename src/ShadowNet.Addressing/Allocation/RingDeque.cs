@@ -4,9 +4,9 @@ namespace ShadowNet.Addressing.Allocation;
 /// A growable ring: reservations (claims take the oldest, shrinking drops the newest) and the
 /// reuse-delay queue (released in order, freed from the front).
 /// </summary>
-internal sealed class RingDeque<T>
+internal sealed class RingDeque<T>(int capacity = 8)
 {
-    private T[] _items = new T[8];
+    private T[] _items = new T[Math.Max(8, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Clamp(capacity, 1, 1 << 20)))];
     private int _head;
 
     public int Count { get; private set; }

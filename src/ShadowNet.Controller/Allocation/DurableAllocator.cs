@@ -169,6 +169,31 @@ public sealed class DurableAllocator : IAsyncDisposable
         Submit(static (a, x) => a.Reserve(x.application, x.family, x.count), (application, family, count), cancellationToken);
 
     /// <summary>
+    /// Queues reservations that nobody waits for (a warm pool's refill after a hit): no task, no list; a
+    /// failure shows as a failed commit (<see cref="CommitFailed"/>) like any other. False when the
+    /// queue is full or the allocator is stopping: the next planner step reserves instead.
+    /// </summary>
+    public bool PostReserve(string application, IpFamily family, int count)
+    {
+        if (_fault is not null)
+        {
+            return false;
+        }
+
+        var operation = PooledOperation<(string application, IpFamily family, int count), ReserveResult>.Rent(
+            static (a, x) => a.Reserve(x.application, x.family, x.count), (application, family, count), onStore: false);
+        operation.Detached = true;
+        if (!_queue.Writer.TryWrite(operation))
+        {
+            operation.Recycle();
+            return false;
+        }
+
+        WakeApplier();
+        return true;
+    }
+
+    /// <summary>
     /// Reserves and reports the addresses that became reservations: the new ones, and any that went back
     /// to their application when a reuse delay ended.
     /// </summary>
@@ -604,6 +629,9 @@ public sealed class DurableAllocator : IAsyncDisposable
 
         public ValueTask<TResult> Result => new(this, _core.Version);
 
+        /// <summary>Nobody awaits the result: <see cref="Complete"/> recycles the operation itself.</summary>
+        public bool Detached { get; set; }
+
         public static PooledOperation<TArgs, TResult> Rent(Func<AddressAllocator, TArgs, TResult> apply, TArgs args, bool onStore)
         {
             if (!Pool.TryDequeue(out var operation))
@@ -632,6 +660,12 @@ public sealed class DurableAllocator : IAsyncDisposable
 
         public override void Complete()
         {
+            if (Detached)
+            {
+                Recycle();
+                return;
+            }
+
             if (_error is not null)
             {
                 _core.SetException(_error);
@@ -653,13 +687,19 @@ public sealed class DurableAllocator : IAsyncDisposable
             }
             finally
             {
-                _core.Reset();
-                _apply = null!;
-                _args = default!;
-                _result = default!;
-                _error = null;
-                Pool.Enqueue(this);
+                Recycle();
             }
+        }
+
+        public void Recycle()
+        {
+            _core.Reset();
+            _apply = null!;
+            _args = default!;
+            _result = default!;
+            _error = null;
+            Detached = false;
+            Pool.Enqueue(this);
         }
 
         public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);

@@ -239,7 +239,7 @@ public sealed class ActiveRouteManager : IHookHandler
                 else if (claim.Status == ClaimStatus.Hit && _warm.Contains((application, family)))
                 {
                     // Replace the reservation just taken; the reply does not wait for it.
-                    _ = ReserveAsync(application, family, 1, CancellationToken.None);
+                    _allocator.PostReserve(application, family, 1);
                 }
 
                 Activation.Record(Stopwatch.GetElapsedTime(started).TotalSeconds,

@@ -74,6 +74,8 @@ public sealed class HookServer : IAsyncDisposable
     private Thread? _receiver;
     private Thread? _sender;
     private readonly Dictionary<ushort, ReplayWindow> _windows = [];
+    private readonly NameCache _applicationNames = new(4096);
+    private readonly Func<ushort, byte[]?> _keyOf; // one delegate, not one per datagram
     private readonly Lock _windowsLock = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly long[] _rejections = new long[Enum.GetValues<DatagramRejection>().Length];
@@ -90,6 +92,7 @@ public sealed class HookServer : IAsyncDisposable
 
         _options = options;
         _handler = handler;
+        _keyOf = KeyOf;
         _socket = new Socket(options.Listen.AddressFamily, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 200 };
         SetReceiveBuffer(_socket, options.ReceiveBufferBytes);
         _socket.Bind(options.Listen);
@@ -223,7 +226,7 @@ public sealed class HookServer : IAsyncDisposable
 
     private void Process(ReadOnlySpan<byte> datagram, ReadOnlySpan<byte> sender)
     {
-        if (!HookDatagram.TryParseRequest(datagram, KeyOf, out var request, out var rejection))
+        if (!HookDatagram.TryParseRequest(datagram, _keyOf, out var request, out var rejection))
         {
             Reject(rejection);
             return;
@@ -251,9 +254,10 @@ public sealed class HookServer : IAsyncDisposable
             window.Begin(request.Sequence);
         }
 
-        // The ids become strings here: the allocator's indexes are keyed by them.
+        // The ids become strings here: the allocator's indexes are keyed by them. Instances are new on
+        // every create; applications are few, so theirs are looked up rather than allocated each time.
         var instance = Encoding.UTF8.GetString(request.Instance);
-        var application = Encoding.UTF8.GetString(request.Application);
+        var application = _applicationNames.Get(request.Application);
         var pending = RentPending(request.Kind, request.Sequence, request.KeyId, request.Family, sender);
         ValueTask<HookOutcome> outcome;
         try
