@@ -201,15 +201,47 @@ public sealed class ActiveRouteManager : IHookHandler
         return announced;
     }
 
-    // Pooled state machines: a create that waits for its group commit allocates nothing for the await.
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<HookOutcome> CreateAsync(string instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken)
+    /// <summary>A create: claims (hit or miss), replies when the claim is stored; its route follows the lease (FollowLeases).</summary>
+    public ValueTask<HookOutcome> CreateAsync(string instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
+        ValueTask<ClaimResult> claim;
+        try
+        {
+            claim = _allocator.ClaimAsync(instance, application, family, host, cancellationToken);
+        }
+        catch (Exception)
+        {
+            return new ValueTask<HookOutcome>(new HookOutcome(HookStatus.Unavailable, null));
+        }
+
+        return PooledOutcome<ClaimResult, (ActiveRouteManager Manager, string Instance, string Application, IpFamily Family, Address? Host, long Started)>.When(
+            claim, (this, instance, application, family, host, started), static (claim, x) => x.Manager.Created(claim, x.Instance, x.Application, x.Family, x.Host, x.Started));
+    }
+
+    /// <summary>A delete: releases the address (its route is withdrawn as the lease goes), replies when that is stored.</summary>
+    public ValueTask<HookOutcome> DeleteAsync(string instance, string application, IpFamily family, CancellationToken cancellationToken)
+    {
+        ValueTask<Lease?> release;
+        try
+        {
+            release = _allocator.ReleaseAsync(instance, family, cancellationToken);
+        }
+        catch (Exception)
+        {
+            return new ValueTask<HookOutcome>(new HookOutcome(HookStatus.Unavailable, null));
+        }
+
+        return PooledOutcome<Lease?, (ActiveRouteManager Manager, string Instance, string Application)>.When(
+            release, (this, instance, application), static (release, x) => x.Manager.Deleted(release, x.Instance, x.Application));
+    }
+
+    private HookOutcome Created(ValueTask<ClaimResult> stored, string instance, string application, IpFamily family, Address? host, long started)
+    {
         ClaimResult claim;
         try
         {
-            claim = await _allocator.ClaimAsync(instance, application, family, host, cancellationToken);
+            claim = stored.GetAwaiter().GetResult();
         }
         catch (Exception)
         {
@@ -254,13 +286,12 @@ public sealed class ActiveRouteManager : IHookHandler
         }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<HookOutcome> DeleteAsync(string instance, string application, IpFamily family, CancellationToken cancellationToken)
+    private HookOutcome Deleted(ValueTask<Lease?> stored, string instance, string application)
     {
         Lease? released;
         try
         {
-            released = await _allocator.ReleaseAsync(instance, family, cancellationToken);
+            released = stored.GetAwaiter().GetResult();
         }
         catch (Exception)
         {
