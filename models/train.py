@@ -186,18 +186,22 @@ def pinball(predicted, target):
 
 
 def main():
-    global WINDOW
+    global WINDOW, HORIZON, QUANTILES
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--traces", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "traces", "nab"))
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "shadownet-lstm.onnx"))
     parser.add_argument("--seconds", type=float, default=600, help="training time budget on the CPU")
     parser.add_argument("--window", type=int, default=WINDOW, help="steps of history per window (5-minute steps)")
+    parser.add_argument("--quantiles", default=",".join(map(str, QUANTILES)), help="comma-separated, increasing (e.g. 0.5,0.9,0.99,0.999)")
+    parser.add_argument("--horizon", type=int, default=HORIZON, help="steps ahead whose most instances are forecast")
     parser.add_argument("--hidden", type=int, default=32, help="LSTM hidden units (inference cost grows with their square)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--from", dest="misses", help="JSON lines of misses (shadownet export-training-data): their windows are added to training, weighted")
     parser.add_argument("--miss-weight", type=int, default=10, help="how many times each miss window counts")
     args = parser.parse_args()
     WINDOW = args.window
+    HORIZON = args.horizon
+    QUANTILES = [float(q) for q in args.quantiles.split(",")]
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)

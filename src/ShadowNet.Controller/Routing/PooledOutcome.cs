@@ -6,7 +6,7 @@ using ShadowNet.Hooks.Udp;
 namespace ShadowNet.Controller.Routing;
 
 /// <summary>
-/// A hook's reply computed when the allocator's operation completes: <paramref name="finish"/> turns the
+/// A hook's reply computed when the allocator's operation completes: a static function turns the
 /// operation's result into the outcome, on the thread that completed it. Instances are recycled once the
 /// reply is read, so an awaited create or delete allocates nothing. (An async method with the pooling
 /// builder keeps only a box or two per core; the allocator completes whole groups on its committer thread,
