@@ -381,6 +381,9 @@ public class DaemonTests
             Assert.Equal(2, await Eventually.WaitAsync(() => prometheus.QueryAsync("shadownet_pool_addresses{pool=\"shadow-v4\",state=\"reserved\"}"), v => v == 2, Patience));
             Assert.Equal(2, await prometheus.QueryAsync("shadownet_pool_addresses{pool=\"shadow-v4\",state=\"active\"}"));
             Assert.Equal(2, await prometheus.QueryAsync("shadownet_pool_addresses{pool=\"dynamic-v4\",state=\"active\"}"));
+
+            // .NET's runtime meter is scraped too: the collection and allocation counters behind the latency tail.
+            Assert.True(await prometheus.QueryAsync("dotnet_gc_heap_total_allocated_bytes_total") > 0, "no .NET runtime metrics at Prometheus");
         }
         finally
         {
