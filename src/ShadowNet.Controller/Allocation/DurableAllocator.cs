@@ -165,8 +165,12 @@ public sealed class DurableAllocator : IAsyncDisposable
         return durable;
     }
 
+    /// <summary>One delegate for both ways of reserving (awaited, and posted by <see cref="PostReserve"/>).</summary>
+    private static readonly Func<AddressAllocator, (string Application, IpFamily Family, int Count), ReserveResult> ReserveOperation =
+        static (a, x) => a.Reserve(x.Application, x.Family, x.Count);
+
     public ValueTask<ReserveResult> ReserveAsync(string application, IpFamily family, int count, CancellationToken cancellationToken = default) =>
-        Submit(static (a, x) => a.Reserve(x.application, x.family, x.count), (application, family, count), cancellationToken);
+        Submit(ReserveOperation, (application, family, count), cancellationToken);
 
     /// <summary>
     /// Queues reservations that nobody waits for (a warm pool's refill after a hit): no task, no list; a
@@ -180,8 +184,7 @@ public sealed class DurableAllocator : IAsyncDisposable
             return false;
         }
 
-        var operation = PooledOperation<(string application, IpFamily family, int count), ReserveResult>.Rent(
-            static (a, x) => a.Reserve(x.application, x.family, x.count), (application, family, count), onStore: false);
+        var operation = PooledOperation<(string, IpFamily, int), ReserveResult>.Rent(ReserveOperation, (application, family, count), onStore: false);
         operation.Detached = true;
         if (!_queue.Writer.TryWrite(operation))
         {

@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Net;
-using System.Runtime.CompilerServices;
 using ShadowNet.Addressing;
 using ShadowNet.Addressing.Allocation;
 using ShadowNet.Addressing.Pools;
