@@ -38,6 +38,10 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
     private const int MsgWaitForOne = 0x10000;
     private const int ErrorAgain = 11;
     private const int ErrorInterrupted = 4;
+    private const int SolUdp = 17;
+    private const int UdpSegment = 103;
+    private const int ControlLength = 16 + sizeof(ushort); // CMSG_LEN(2) on 64-bit Linux
+    private const int ControlSpace = 24; // CMSG_SPACE(2)
 
     private readonly Socket _socket;
     private readonly int _fd;
@@ -56,6 +60,8 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
     private readonly IoVec* _sendVectors;
     private readonly byte* _sendNames;
     private readonly byte* _sendBuffers;
+    private readonly byte* _sendControls;
+    private bool _segmentation = true;
 
     // Fallback (not Linux).
     private readonly byte[][] _managedBuffers;
@@ -90,6 +96,7 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
         _sendVectors = Allocate<IoVec>(batch);
         _sendNames = (byte*)NativeMemory.AllocZeroed((nuint)(batch * SocketAddressBytes.Capacity));
         _sendBuffers = (byte*)NativeMemory.AllocZeroed((nuint)(batch * HookDatagram.ReplyLength));
+        _sendControls = (byte*)NativeMemory.AllocZeroed((nuint)(batch * ControlSpace));
         for (var i = 0; i < batch; i++)
         {
             _receiveVectors[i] = new IoVec { Base = _receiveBuffers + (i * maxDatagram), Length = (nuint)maxDatagram };
@@ -100,6 +107,13 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
             _sendHeaders[i].Header.Iov = &_sendVectors[i];
             _sendHeaders[i].Header.IovLength = 1;
             _sendHeaders[i].Header.Name = _sendNames + (i * SocketAddressBytes.Capacity);
+
+            // cmsghdr { size_t len; int level; int type; } + the segment size: UDP_SEGMENT, every reply's length.
+            var control = _sendControls + (i * ControlSpace);
+            *(nuint*)control = ControlLength;
+            *(int*)(control + 8) = SolUdp;
+            *(int*)(control + 12) = UdpSegment;
+            *(ushort*)(control + 16) = HookDatagram.ReplyLength;
         }
     }
 
@@ -141,6 +155,9 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
         ? new ReadOnlySpan<byte>(_receiveNames + (i * SocketAddressBytes.Capacity), (int)Math.Min(_receiveHeaders[i].Header.NameLength, SocketAddressBytes.Capacity))
         : _managedSenders[i].Buffer.Span[..Math.Min(_managedSenders[i].Size, SocketAddressBytes.Capacity)];
 
+    /// <summary>False once the kernel refused a segmented send (replies then leave one datagram each).</summary>
+    internal bool SegmentsRuns => _native && _segmentation;
+
     /// <summary>Sends the replies, a batch per system call; a reply the kernel refuses is dropped (the client retries).</summary>
     public void Send(ReadOnlySpan<OutgoingReply> replies)
     {
@@ -160,32 +177,76 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
             var count = Math.Min(replies.Length, _batch);
             for (var i = 0; i < count; i++)
             {
-                ref readonly var reply = ref replies[i];
-                ((ReadOnlySpan<byte>)reply.Reply).CopyTo(new Span<byte>(_sendBuffers + (i * HookDatagram.ReplyLength), HookDatagram.ReplyLength));
-                ((ReadOnlySpan<byte>)reply.To)[..reply.ToLength].CopyTo(new Span<byte>(_sendNames + (i * SocketAddressBytes.Capacity), SocketAddressBytes.Capacity));
-                _sendHeaders[i].Header.NameLength = (uint)reply.ToLength;
+                ((ReadOnlySpan<byte>)replies[i].Reply).CopyTo(new Span<byte>(_sendBuffers + (i * HookDatagram.ReplyLength), HookDatagram.ReplyLength));
             }
 
-            var sent = 0;
-            while (sent < count)
-            {
-                var result = SendMmsg(_fd, _sendHeaders + sent, (uint)(count - sent), 0);
-                if (result > 0)
-                {
-                    sent += result;
-                    continue;
-                }
-
-                if (Marshal.GetLastPInvokeError() == ErrorInterrupted)
-                {
-                    continue;
-                }
-
-                sent++; // skip the one the kernel refused (an unreachable sender, say)
-            }
-
+            SendCopied(replies[..count]);
             replies = replies[count..];
         }
+    }
+
+    /// <summary>
+    /// Sends replies already copied to the send buffers, in order. A run of replies to one sender (a
+    /// host that sent a burst) leaves as one UDP GSO message: the kernel builds, routes and queues it
+    /// once and cuts it into datagrams at the end, instead of once per reply.
+    /// </summary>
+    private void SendCopied(ReadOnlySpan<OutgoingReply> replies)
+    {
+        var messages = 0;
+        Span<int> ends = stackalloc int[replies.Length]; // the first reply after each message
+        for (var first = 0; first < replies.Length; messages++)
+        {
+            var to = ((ReadOnlySpan<byte>)replies[first].To)[..replies[first].ToLength];
+            var end = first + 1;
+            while (_segmentation && end < replies.Length && ((ReadOnlySpan<byte>)replies[end].To)[..replies[end].ToLength].SequenceEqual(to))
+            {
+                end++;
+            }
+
+            ref var header = ref _sendHeaders[messages].Header;
+            to.CopyTo(new Span<byte>(header.Name, SocketAddressBytes.Capacity));
+            header.NameLength = (uint)to.Length;
+            _sendVectors[messages] = new IoVec { Base = _sendBuffers + (first * HookDatagram.ReplyLength), Length = (nuint)((end - first) * HookDatagram.ReplyLength) };
+            header.Control = end - first > 1 ? _sendControls + (messages * ControlSpace) : null;
+            header.ControlLength = end - first > 1 ? ControlSpace : 0u;
+            ends[messages] = end;
+            first = end;
+        }
+
+        for (var sent = 0; sent < messages;)
+        {
+            var result = SendMmsg(_fd, _sendHeaders + sent, (uint)(messages - sent), 0);
+            if (result > 0)
+            {
+                sent += result;
+                continue;
+            }
+
+            var error = Marshal.GetLastPInvokeError();
+            if (error == ErrorInterrupted)
+            {
+                continue;
+            }
+
+            if (_sendHeaders[sent].Header.Control != null)
+            {
+                // The route cannot segment (no checksum offload, say): one datagram per reply from now on.
+                _segmentation = false;
+                var from = sent == 0 ? 0 : ends[sent - 1];
+                SendCopiedFrom(replies, from);
+                return;
+            }
+
+            sent++; // skip the one the kernel refused (an unreachable sender, say); the client retries
+        }
+    }
+
+    private void SendCopiedFrom(ReadOnlySpan<OutgoingReply> replies, int from)
+    {
+        // The buffers are laid out by reply index; move the rest to the front and send them plainly.
+        var rest = replies.Length - from;
+        Buffer.MemoryCopy(_sendBuffers + (from * HookDatagram.ReplyLength), _sendBuffers, rest * HookDatagram.ReplyLength, rest * HookDatagram.ReplyLength);
+        SendCopied(replies[from..]);
     }
 
     /// <summary>
@@ -248,6 +309,7 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
         NativeMemory.Free(_sendVectors);
         NativeMemory.Free(_sendNames);
         NativeMemory.Free(_sendBuffers);
+        NativeMemory.Free(_sendControls);
     }
 
     private int ReceiveManaged()

@@ -9,6 +9,69 @@ public class DatagramBatchTests
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
+    public void RepliesToSeveralSendersArriveEachAtItsOwnInOrderWhateverTheRuns(bool native)
+    {
+        if (native && !OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        using var server = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        server.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var clients = Enumerable.Range(0, 2).Select(_ => new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 2_000 }).ToArray();
+        try
+        {
+            foreach (var client in clients)
+            {
+                client.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            }
+
+            using var io = new DatagramBatch(server, 8, 100, native);
+
+            // Runs of 3, 2, 1, 5 and 1 to alternating clients (20 replies: more than one batch of 8).
+            int[] runs = [3, 2, 1, 5, 1, 4, 4];
+            var replies = new List<OutgoingReply>();
+            var expected = new[] { new List<byte>(), new List<byte>() };
+            for (var r = 0; r < runs.Length; r++)
+            {
+                var to = clients[r % 2].LocalEndPoint!.Serialize();
+                for (var k = 0; k < runs[r]; k++)
+                {
+                    var reply = new OutgoingReply { ToLength = to.Size };
+                    for (var b = 0; b < to.Size; b++)
+                    {
+                        reply.To[b] = to[b];
+                    }
+
+                    ((Span<byte>)reply.Reply).Fill((byte)replies.Count);
+                    expected[r % 2].Add((byte)replies.Count);
+                    replies.Add(reply);
+                }
+            }
+
+            io.Send(replies.ToArray());
+            var buffer = new byte[HookDatagram.ReplyLength * 2];
+            for (var c = 0; c < 2; c++)
+            {
+                foreach (var mark in expected[c])
+                {
+                    Assert.Equal(HookDatagram.ReplyLength, clients[c].Receive(buffer));
+                    Assert.All(buffer[..HookDatagram.ReplyLength], b => Assert.Equal(mark, b));
+                }
+            }
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                client.Dispose();
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
     public void AConnectedClientSendsDatagramsOfEachLengthFromOneBufferInOrder(bool native)
     {
         if (native && !OperatingSystem.IsLinux())
@@ -84,12 +147,15 @@ public class DatagramBatchTests
         Assert.Equal(Enumerable.Range(0, 100).Select(i => i == 42 ? 400 : 10 + i), received.Select(d => d.Length));
         Assert.All(received.Select((d, i) => (d, i)), x => Assert.All(x.d, b => Assert.Equal((byte)x.i, b)));
 
+        // All to one client: on Linux runs of up to 16 leave as segmented (GSO) sends, one datagram each on arrival.
         io.Send(replies.ToArray());
-        var buffer = new byte[100];
+        var buffer = new byte[HookDatagram.ReplyLength * 2];
         for (var i = 0; i < 100; i++)
         {
             Assert.Equal(HookDatagram.ReplyLength, client.Receive(buffer));
             Assert.Equal((byte)i, buffer[0]);
         }
+
+        Assert.Equal(native, io.SegmentsRuns);
     }
 }
