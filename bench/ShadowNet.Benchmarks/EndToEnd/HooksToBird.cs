@@ -68,7 +68,8 @@ internal static class HooksToBird
             // BENCH_ONLY=closed or open: only that loop of ShadowNet's (for profiling the daemon).
             if (Environment.GetEnvironmentVariable("BENCH_ONLY") == "closed")
             {
-                await ShadowNetClosedLoopAsync(lab, 250_000, 1024, run, figures);
+                await ShadowNetClosedLoopAsync(lab, 250_000, 1024, 1, run, figures);
+                await ShadowNetClosedLoopAsync(lab, 250_000, 1024, FleetHosts, run, figures);
                 results.Add(figures);
                 continue;
             }
@@ -88,7 +89,8 @@ internal static class HooksToBird
                 continue;
             }
 
-            await ShadowNetClosedLoopAsync(lab, 200_000, 1024, run, figures);
+            await ShadowNetClosedLoopAsync(lab, 200_000, 1024, 1, run, figures);
+            await ShadowNetClosedLoopAsync(lab, 200_000, 1024, FleetHosts, run, figures);
             await GoBgpAddPathAsync(lab, 3_000, figures);
             await GoBgpStreamAsync(lab, 100_000, figures);
             results.Add(figures);
@@ -180,9 +182,13 @@ internal static class HooksToBird
         }
     }
 
-    private static async Task ShadowNetClosedLoopAsync(Lab lab, int events, int window, int run, Dictionary<string, double> figures)
+    /// <summary>Hosts the closed loop's events come from in its fleet-shaped pass (see <see cref="RequestSender"/>).</summary>
+    private const int FleetHosts = 64;
+
+    private static async Task ShadowNetClosedLoopAsync(Lab lab, int events, int window, int hosts, int run, Dictionary<string, double> figures)
     {
-        using var load = new HookLoad(lab.HookEndPoint, events, $"c{run}-", window);
+        using var load = new HookLoad(lab.HookEndPoint, events, hosts == 1 ? $"c{run}-" : $"f{run}-", window, hosts);
+        var loop = hosts == 1 ? "shadownet closed loop" : $"shadownet closed loop, {hosts} hosts";
         var cpuBefore = lab.DaemonCpuSeconds();
         var started = Stopwatch.GetTimestamp();
         for (var i = 0; i < events;)
@@ -202,12 +208,12 @@ internal static class HooksToBird
         var created = load.CreatedAddresses();
         await lab.Probe.WaitForAsync(created[^Math.Min(LiveInstances, created.Length)..], TimeSpan.FromSeconds(30));
         var inBird = Stopwatch.GetElapsedTime(started).TotalSeconds;
-        figures["shadownet closed loop: acknowledged events/s"] = load.Acknowledged / acked;
-        figures["shadownet closed loop: creates in BIRD/s"] = load.Creates / inBird;
-        figures["shadownet closed loop: events lost"] = events - load.Acknowledged;
+        figures[$"{loop}: acknowledged events/s"] = load.Acknowledged / acked;
+        figures[$"{loop}: creates in BIRD/s"] = load.Creates / inBird;
+        figures[$"{loop}: events lost"] = events - load.Acknowledged;
         // What the daemon itself spends per event, whatever the load generator and BIRD take of the two cores.
-        figures["shadownet closed loop: daemon CPU us per event"] = cpu * 1e6 / load.Acknowledged;
-        figures["shadownet closed loop: created+deleted before sent (coalesced)"] = created.Count(a => lab.Probe.ArrivalOf(a) is null or 0);
+        figures[$"{loop}: daemon CPU us per event"] = cpu * 1e6 / load.Acknowledged;
+        figures[$"{loop}: created+deleted before sent (coalesced)"] = created.Count(a => lab.Probe.ArrivalOf(a) is null or 0);
     }
 
     private static async Task GoBgpAddPathAsync(Lab lab, int routes, Dictionary<string, double> figures)
@@ -304,12 +310,14 @@ internal static class HooksToBird
         private readonly byte[] _buffer = new byte[Batch * HookDatagram.MaxRequestLength];
         private readonly int[] _lengths = new int[Batch];
         private readonly DatagramBatch _io;
+        private readonly RequestSender _sender;
         private readonly SemaphoreSlim? _room;
         private volatile bool _stopping;
         private int _acknowledged;
 
         /// <param name="window">Datagrams in flight at most (closed loop); 0: no limit (open loop).</param>
-        public HookLoad(IPEndPoint server, int events, string prefix, int window = 0)
+        /// <param name="hosts">1: one socket and address; more: each event from the next of that many loopback addresses.</param>
+        public HookLoad(IPEndPoint server, int events, string prefix, int window = 0, int hosts = 1)
         {
             _prefix = prefix;
             _room = window > 0 ? new SemaphoreSlim(window) : null;
@@ -327,8 +335,17 @@ internal static class HooksToBird
 
             HookServer.SetReceiveBuffer(_socket, 8 << 20);
             _socket.ReceiveTimeout = 200;
-            _socket.Connect(server);
+            if (hosts == 1)
+            {
+                _socket.Connect(server);
+            }
+            else
+            {
+                _socket.Bind(new IPEndPoint(IPAddress.Any, 0)); // replies to every 127.0.1.x come back here
+            }
+
             _io = new DatagramBatch(_socket, Batch, HookDatagram.ReplyLength + 1);
+            _sender = new RequestSender(_socket, server, Batch, hosts);
             _receiver = new Thread(Receive) { IsBackground = true, Name = "bench-replies" };
             _receiver.Start();
         }
@@ -373,7 +390,7 @@ internal static class HooksToBird
 
             var now = Stopwatch.GetTimestamp();
             _sent.AsSpan(first, count).Fill(now);
-            _io.SendConnected(_buffer, HookDatagram.MaxRequestLength, _lengths.AsSpan(0, count));
+            _sender.Send(_buffer, HookDatagram.MaxRequestLength, _lengths.AsSpan(0, count), first);
         }
 
         public async Task WaitForAcksAsync(TimeSpan patience)
@@ -422,6 +439,7 @@ internal static class HooksToBird
             _receiver.Join();
             _socket.Dispose();
             _io.Dispose();
+            _sender.Dispose();
             _room?.Dispose();
         }
 

@@ -249,50 +249,6 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
         SendCopied(replies[from..]);
     }
 
-    /// <summary>
-    /// On a connected socket (a client's): sends <paramref name="lengths"/>.Length datagrams laid out in
-    /// <paramref name="buffer"/> one per <paramref name="stride"/> octets, a batch per system call. A
-    /// datagram the kernel refuses is dropped (the client retries).
-    /// </summary>
-    public void SendConnected(ReadOnlySpan<byte> buffer, int stride, ReadOnlySpan<int> lengths)
-    {
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(lengths.Length, _batch);
-        if (!_native)
-        {
-            for (var i = 0; i < lengths.Length; i++)
-            {
-                try
-                {
-                    _socket.Send(buffer.Slice(i * stride, lengths[i]));
-                }
-                catch (SocketException)
-                {
-                }
-            }
-
-            return;
-        }
-
-        var headers = stackalloc MMsgHdr[lengths.Length];
-        var vectors = stackalloc IoVec[lengths.Length];
-        fixed (byte* first = buffer)
-        {
-            for (var i = 0; i < lengths.Length; i++)
-            {
-                vectors[i] = new IoVec { Base = first + (i * stride), Length = (nuint)lengths[i] };
-                headers[i] = default;
-                headers[i].Header.Iov = &vectors[i];
-                headers[i].Header.IovLength = 1;
-            }
-
-            for (var sent = 0; sent < lengths.Length;)
-            {
-                var result = SendMmsg(_fd, headers + sent, (uint)(lengths.Length - sent), 0);
-                sent += result > 0 ? result : Marshal.GetLastPInvokeError() == ErrorInterrupted ? 0 : 1;
-            }
-        }
-    }
-
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0 || !_native)
@@ -357,17 +313,17 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
     private static partial int RecvMmsg(int fd, MMsgHdr* messages, uint count, int flags, void* timeout);
 
     [LibraryImport("libc", EntryPoint = "sendmmsg", SetLastError = true)]
-    private static partial int SendMmsg(int fd, MMsgHdr* messages, uint count, int flags);
+    internal static partial int SendMmsg(int fd, MMsgHdr* messages, uint count, int flags);
 
     [StructLayout(LayoutKind.Sequential)]
-    private struct IoVec
+    internal struct IoVec
     {
         public void* Base;
         public nuint Length;
     }
 
     [StructLayout(LayoutKind.Sequential)]
-    private struct MsgHdr
+    internal struct MsgHdr
     {
         public void* Name;
         public uint NameLength;
@@ -379,7 +335,7 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
     }
 
     [StructLayout(LayoutKind.Sequential)]
-    private struct MMsgHdr
+    internal struct MMsgHdr
     {
         public MsgHdr Header;
         public uint Length;

@@ -72,40 +72,6 @@ public class DatagramBatchTests
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
-    public void AConnectedClientSendsDatagramsOfEachLengthFromOneBufferInOrder(bool native)
-    {
-        if (native && !OperatingSystem.IsLinux())
-        {
-            return; // sendmmsg is Linux's
-        }
-
-        using var server = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 2_000 };
-        server.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-        client.Connect(server.LocalEndPoint!);
-        using var io = new DatagramBatch(client, 8, 100, native);
-        const int stride = 50;
-        var buffer = new byte[8 * stride];
-        int[] lengths = [1, 50, 7, 33, 12];
-        for (var i = 0; i < lengths.Length; i++)
-        {
-            buffer.AsSpan(i * stride, lengths[i]).Fill((byte)(i + 1));
-        }
-
-        io.SendConnected(buffer, stride, lengths);
-        var received = new byte[100];
-        for (var i = 0; i < lengths.Length; i++)
-        {
-            Assert.Equal(lengths[i], server.Receive(received));
-            Assert.All(received[..lengths[i]], b => Assert.Equal((byte)(i + 1), b));
-        }
-
-        Assert.Throws<ArgumentOutOfRangeException>(() => io.SendConnected(buffer, stride, new int[9]));
-    }
-
-    [Theory]
-    [InlineData(true)]
-    [InlineData(false)]
     public void BatchesCarryEveryDatagramWithItsSenderBothWays(bool native)
     {
         if (native && !OperatingSystem.IsLinux())
