@@ -69,6 +69,53 @@ public class DatagramBatchTests
         }
     }
 
+    [Fact]
+    public void WhenTheKernelRefusesSegmentedSendsEveryReplyStillArrivesOnItsOwn()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        using var server = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        server.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        server.SetRawSocketOption(1, 11, BitConverter.GetBytes(1)); // SO_NO_CHECK: Linux refuses UDP GSO without checksums (EINVAL)
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 2_000 };
+        client.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        using var other = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 2_000 };
+        other.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        using var io = new DatagramBatch(server, 16, 100);
+
+        // The first reply alone to another client, so that the refused segmented send is not the
+        // batch's first message: what was sent before it must not be sent again.
+        var replies = new OutgoingReply[40];
+        for (var i = 0; i < replies.Length; i++)
+        {
+            var to = (i == 0 ? other : client).LocalEndPoint!.Serialize();
+            replies[i].ToLength = to.Size;
+            for (var b = 0; b < to.Size; b++)
+            {
+                replies[i].To[b] = to[b];
+            }
+
+            ((Span<byte>)replies[i].Reply).Fill((byte)i);
+        }
+
+        io.Send(replies);
+        var buffer = new byte[HookDatagram.ReplyLength * 2];
+        Assert.Equal(HookDatagram.ReplyLength, other.Receive(buffer));
+        Assert.Equal(0, buffer[0]);
+        for (var i = 1; i < replies.Length; i++)
+        {
+            Assert.Equal(HookDatagram.ReplyLength, client.Receive(buffer));
+            Assert.Equal((byte)i, buffer[0]);
+        }
+
+        Assert.Equal(0, other.Available);
+        Assert.Equal(0, client.Available);
+        Assert.False(io.SegmentsRuns);
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
