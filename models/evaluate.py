@@ -2,6 +2,7 @@
 reactive, each through `shadownet replay` (the real planner, allocator and route manager).
 
 Usage: python3 models/evaluate.py [--confidence 0.99] [--peak-instances 100] [--measure-from 0.7] [--model FILE] [--jobs N]
+       [--shrink-cooldown MINUTES] [--shrink-hysteresis N]
 (prints a Markdown table; traces are replayed N at a time, each replay being deterministic)
 """
 import argparse
@@ -18,7 +19,10 @@ CLI = os.path.join(ROOT, "src", "ShadowNet.Cli", "bin", "Release", "net10.0", "s
 def replay(trace, policy, args):
     out = subprocess.run(["dotnet", CLI, "replay", "--trace", trace, "--policy", policy,
                           "--peak-instances", str(args.peak_instances), "--confidence", str(args.confidence),
-                          "--measure-from", str(args.measure_from)] + (["--model", args.model] if args.model and policy == "lstm" else []),
+                          "--measure-from", str(args.measure_from)]
+                         + (["--model", args.model] if args.model and policy == "lstm" else [])
+                         + (["--shrink-cooldown", str(args.shrink_cooldown)] if args.shrink_cooldown is not None else [])
+                         + (["--shrink-hysteresis", str(args.shrink_hysteresis)] if args.shrink_hysteresis is not None else []),
                          check=True, capture_output=True, text=True, cwd=ROOT).stdout
     return json.loads(out)
 
@@ -30,12 +34,15 @@ def main():
     parser.add_argument("--peak-instances", type=int, default=100)
     parser.add_argument("--measure-from", type=float, default=0.0, help="0.7: count only the held-out last 30%% of each trace")
     parser.add_argument("--model", help="ONNX model for lstm (default: models/shadownet-lstm.onnx)")
+    parser.add_argument("--shrink-cooldown", type=float, help="planner: minutes after growth before shrinking (default: the daemon's, 15)")
+    parser.add_argument("--shrink-hysteresis", type=int, help="planner: excess reservations kept without shrinking (default: the daemon's, 2)")
     parser.add_argument("--jobs", type=int, default=3, help="traces replayed at once (a replay waits on wake-ups more than it computes)")
     args = parser.parse_args()
     subprocess.run(["dotnet", "build", "-c", "Release", os.path.join(ROOT, "src", "ShadowNet.Cli"), "-v", "q", "-nologo"], check=True,
                    stdout=subprocess.DEVNULL)
 
-    print(f"confidence {args.confidence}, peak {args.peak_instances} instances, counted from {args.measure_from:.0%} of each trace; hit rate % (waste ratio)\n")
+    planner = "" if args.shrink_cooldown is None and args.shrink_hysteresis is None else f", planner shrink cool-down {args.shrink_cooldown} min, hysteresis {args.shrink_hysteresis}"
+    print(f"confidence {args.confidence}, peak {args.peak_instances} instances, counted from {args.measure_from:.0%} of each trace{planner}; hit rate % (waste ratio)\n")
     print("| trace | creates | lstm | seasonal-naive | ewma | static-warm:K (K) | reactive | lstm beats equal-waste warm pool |")
     print("|---|---|---|---|---|---|---|---|")
     totals = {"lstm": [0, 0], "seasonal-naive": [0, 0], "ewma": [0, 0], "static": [0, 0], "reactive": [0, 0]}

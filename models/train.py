@@ -31,8 +31,8 @@ FEATURES = ["instances", "load", "hour_sin", "hour_cos", "dow_sin", "dow_cos", "
 SCALED = ["instances", "load"]  # divided by the window's scale; time is in [-1, 1]; deploys is ln(1 + count)
 WINDOW = 36                     # 3 hours of 5-minute steps
 STEP_SECONDS = 300
-HORIZON = 3                     # 15 minutes ahead: time to boot an instance
-QUANTILES = [0.5, 0.9, 0.99]
+HORIZON = 1                     # the next 5 minutes: the planner runs every step, so a reservation only has to last until the next plan
+QUANTILES = [0.5, 0.9, 0.99, 0.999]  # 0.999 for budgets that aim at 95% hits and more
 PEAK_INSTANCES = 100
 TRAIN_FRACTION = 0.7
 

@@ -82,9 +82,9 @@ public class CliTests
         await File.WriteAllLinesAsync(trace, ["timestamp,value", .. Enumerable.Range(0, 400).Select(i =>
             $"{start.AddMinutes(5 * i):yyyy-MM-dd HH:mm:ss},{50 + (40 * Math.Sin(i * 2 * Math.PI / 96)):0.###}")]);
 
-        async Task<JsonNode> ReplayAsync(string policy)
+        async Task<JsonNode> ReplayAsync(string policy, params string[] planner)
         {
-            var run = await CliAsync("replay", "--trace", trace, "--policy", policy, "--peak-instances", "20", "--model", Repository.File("models", "shadownet-lstm.onnx"));
+            var run = await CliAsync(["replay", "--trace", trace, "--policy", policy, "--peak-instances", "20", "--model", Repository.File("models", "shadownet-lstm.onnx"), .. planner]);
             Assert.True(run.Exit == 0, run.Stderr);
             return JsonNode.Parse(run.Stdout)!;
         }
@@ -100,8 +100,14 @@ public class CliTests
         Assert.Equal(creates, (long)lstm["Hits"]! + (long)lstm["Misses"]!);
         Assert.True((double)lstm["HitRate"]! > 0.5, lstm.ToJsonString());
 
+        // A planner slow to shrink keeps more reserved and idle than the default (one step's cool-down).
+        var sticky = await ReplayAsync("lstm", "--shrink-cooldown", "120", "--shrink-hysteresis", "10");
+        Assert.True((double)sticky["MeanReservedUnused"]! > (double)lstm["MeanReservedUnused"]!, $"{sticky.ToJsonString()} against {lstm.ToJsonString()}");
+
         var wrong = await CliAsync("replay", "--trace", trace, "--policy", "psychic");
         Assert.Equal((2, "shadownet: --policy: 'psychic' is not lstm, seasonal-naive, ewma, static-warm:K or reactive\n"), (wrong.Exit, wrong.Stderr));
+        var negative = await CliAsync("replay", "--trace", trace, "--shrink-cooldown", "-5");
+        Assert.Equal((2, "shadownet: --shrink-cooldown and --shrink-hysteresis cannot be negative\n"), (negative.Exit, negative.Stderr));
     }
 
     [Fact]

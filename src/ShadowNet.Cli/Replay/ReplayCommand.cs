@@ -39,9 +39,12 @@ internal static class ReplayCommand
         var confidence = new Option<double>("--confidence") { Description = "Forecast quantile to prepare for", DefaultValueFactory = _ => 0.99 };
         var model = new Option<FileInfo?>("--model") { Description = "ONNX model for the lstm policy (default: models/shadownet-lstm.onnx above the current folder)" };
         var measureFrom = new Option<double>("--measure-from") { Description = "Count only steps from this fraction of the trace on (0.7: the part the model did not train on); all steps still run" };
+        var defaults = new PlannerOptions();
+        var cooldown = new Option<double>("--shrink-cooldown") { Description = "Planner: minutes after the last growth before reservations shrink", DefaultValueFactory = _ => defaults.ShrinkCooldown.TotalMinutes };
+        var hysteresis = new Option<int>("--shrink-hysteresis") { Description = "Planner: excess reservations kept without shrinking", DefaultValueFactory = _ => defaults.ShrinkHysteresis };
         var command = new Command("replay", "Replay a load trace through the real planner, allocator and route manager; print hit rate and waste as JSON")
         {
-            trace, policy, peak, confidence, model, measureFrom,
+            trace, policy, peak, confidence, model, measureFrom, cooldown, hysteresis,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -54,7 +57,13 @@ internal static class ReplayCommand
                     throw new UsageException($"--measure-from: {from} is not from 0 to below 1");
                 }
 
-                var result = await RunAsync(parse.GetValue(trace)!, forecaster, parse.GetValue(peak), parse.GetValue(confidence), from, ct);
+                if (parse.GetValue(cooldown) < 0 || parse.GetValue(hysteresis) < 0)
+                {
+                    throw new UsageException("--shrink-cooldown and --shrink-hysteresis cannot be negative");
+                }
+
+                var planning = new PlannerOptions { ShrinkCooldown = TimeSpan.FromMinutes(parse.GetValue(cooldown)), ShrinkHysteresis = parse.GetValue(hysteresis) };
+                var result = await RunAsync(parse.GetValue(trace)!, forecaster, parse.GetValue(peak), parse.GetValue(confidence), from, planning, ct);
                 Console.WriteLine(JsonSerializer.Serialize(result, Indented));
             }
 
@@ -102,7 +111,7 @@ internal static class ReplayCommand
         throw new UsageException("no models/shadownet-lstm.onnx above the current folder: give --model");
     }
 
-    private static async Task<ReplayResult> RunAsync(FileInfo trace, IInstanceForecaster forecaster, int peakInstances, double confidence, double measureFrom, CancellationToken ct)
+    private static async Task<ReplayResult> RunAsync(FileInfo trace, IInstanceForecaster forecaster, int peakInstances, double confidence, double measureFrom, PlannerOptions planning, CancellationToken ct)
     {
         var series = LoadTrace.Read(trace);
         var (times, load) = (series.Times, series.Load);
@@ -118,7 +127,7 @@ internal static class ReplayCommand
             await using var allocator = DurableAllocator.Open(pools, SqliteAllocationStore.Open(Path.Combine(folder, "state.db"), StoreSync.Normal));
             await using var speaker = new BgpSpeaker(new BgpSpeakerOptions { LocalAs = 65000, RouterId = IPAddress.Parse("127.0.0.1") });
             var manager = new ActiveRouteManager(allocator, speaker, pools, new RouteManagerOptions { DefaultNextHopV4 = IPAddress.Parse("192.0.2.1") });
-            var planner = new ReservationPlanner(manager, allocator, new PlannerOptions());
+            var planner = new ReservationPlanner(manager, allocator, planning);
             var history = new ApplicationHistory(SeasonSteps + 64, StepSeconds);
             var live = new Queue<string>();
             long creates = 0, hits = 0, misses = 0, instanceNumber = 0;

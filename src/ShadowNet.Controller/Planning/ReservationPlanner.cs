@@ -9,8 +9,12 @@ public sealed record PlannerOptions
     /// <summary>Reservations above the target are kept until the excess passes this many addresses...</summary>
     public int ShrinkHysteresis { get; init; } = 2;
 
-    /// <summary>...and this long has passed since the last growth: reservations do not flap.</summary>
-    public TimeSpan ShrinkCooldown { get; init; } = TimeSpan.FromMinutes(15);
+    /// <summary>
+    /// ...and this long has passed since the last growth: reservations do not flap. One forecast step by
+    /// default: in the NAB replays a 15-minute cool-down kept reservations after each peak that caught
+    /// nothing (models/README.md).
+    /// </summary>
+    public TimeSpan ShrinkCooldown { get; init; } = TimeSpan.FromMinutes(5);
 }
 
 /// <summary>What one planning step did for an application.</summary>

@@ -152,16 +152,17 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
                 var model = _model!;
                 var quantiles = model.Contract.Quantiles.Count;
                 model.Predict(_windows, batched.Count, _quantiles);
-                var index = model.Contract.QuantileIndex(_options.Confidence);
                 for (var i = 0; i < batched.Count; i++)
                 {
+                    var outputs = _quantiles.AsSpan(i * quantiles, quantiles);
                     var all = new (double, int)[quantiles];
                     for (var q = 0; q < quantiles; q++)
                     {
-                        all[q] = (model.Contract.Quantiles[q], LstmForecaster.ToInstances(_quantiles[(i * quantiles) + q], batched[i].Scale));
+                        all[q] = (model.Contract.Quantiles[q], LstmForecaster.ToInstances(outputs[q], batched[i].Scale));
                     }
 
-                    plans.Add((batched[i].Application, all[index].Item2, "lstm", all, batched[i].RequestsPerInstance));
+                    var expected = LstmForecaster.ToInstances(model.Contract.AtConfidence(outputs, _options.Confidence), batched[i].Scale);
+                    plans.Add((batched[i].Application, expected, "lstm", all, batched[i].RequestsPerInstance));
                 }
             }
         }

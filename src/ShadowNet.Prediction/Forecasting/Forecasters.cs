@@ -77,7 +77,7 @@ public sealed class SeasonalNaiveForecaster(int seasonSteps, int horizonSteps) :
     }
 }
 
-/// <summary>The ONNX LSTM: the quantile at or just above the confidence, scaled back to instances.</summary>
+/// <summary>The ONNX LSTM: its forecast at the confidence (see <see cref="ModelContract.AtConfidence"/>), scaled back to instances.</summary>
 public sealed class LstmForecaster(OnnxForecaster model) : IInstanceForecaster
 {
     private readonly float[] _window = new float[model.WindowValues];
@@ -94,7 +94,7 @@ public sealed class LstmForecaster(OnnxForecaster model) : IInstanceForecaster
 
         var scale = history.WriteWindow(model.Layout, model.Contract.Window, _window);
         model.Predict(_window, 1, _quantiles);
-        return ToInstances(_quantiles[model.Contract.QuantileIndex(confidence)], scale);
+        return ToInstances(model.Contract.AtConfidence(_quantiles, confidence), scale);
     }
 
     /// <summary>A model output (instances / the window's scale) back to whole instances.</summary>

@@ -71,8 +71,27 @@ public sealed record ModelContract
         return problem is null ? contract : throw new ModelRejectedException($"model '{source}': {problem}");
     }
 
+    /// <summary>
+    /// The model's normalised forecast at <paramref name="confidence"/>, from its outputs for one window:
+    /// a quantile's own output at that quantile; between two, interpolated along the logarithm of the
+    /// tail probability (1 - q), so that 0.995 lies a third of the way from 0.99 to 0.999 as an
+    /// exponential tail would put it; below the first or above the last, that quantile's output.
+    /// </summary>
+    public float AtConfidence(ReadOnlySpan<float> outputs, double confidence)
+    {
+        var upper = QuantileIndex(confidence);
+        if (upper == 0 || Quantiles[upper] < confidence || Math.Abs(Quantiles[upper] - confidence) < 1e-9)
+        {
+            return outputs[upper];
+        }
+
+        var lower = upper - 1;
+        var t = (Math.Log(1 - confidence) - Math.Log(1 - Quantiles[lower])) / (Math.Log(1 - Quantiles[upper]) - Math.Log(1 - Quantiles[lower]));
+        return (float)(outputs[lower] + (t * (outputs[upper] - outputs[lower])));
+    }
+
     /// <summary>The first quantile at or above <paramref name="confidence"/> (the last one if none is).</summary>
-    public int QuantileIndex(double confidence)
+    private int QuantileIndex(double confidence)
     {
         var index = 0;
         while (index < Quantiles.Count - 1 && Quantiles[index] < confidence - 1e-9)

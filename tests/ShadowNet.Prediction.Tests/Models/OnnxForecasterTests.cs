@@ -35,8 +35,8 @@ public class OnnxForecasterTests
     public void CommittedModelCarriesTheContractThePipelineNeeds()
     {
         using var forecaster = OnnxForecaster.Load(Model, Pipeline);
-        Assert.Equal((36, 300, 3), (forecaster.Contract.Window, forecaster.Contract.StepSeconds, forecaster.Contract.HorizonSteps));
-        Assert.Equal([0.5, 0.9, 0.99], forecaster.Contract.Quantiles);
+        Assert.Equal((36, 300, 1), (forecaster.Contract.Window, forecaster.Contract.StepSeconds, forecaster.Contract.HorizonSteps));
+        Assert.Equal([0.5, 0.9, 0.99, 0.999], forecaster.Contract.Quantiles);
     }
 
     [Fact]
