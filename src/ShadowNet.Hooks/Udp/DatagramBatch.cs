@@ -38,6 +38,9 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
     private const int MsgWaitForOne = 0x10000;
     private const int ErrorAgain = 11;
     private const int ErrorInterrupted = 4;
+    private const int ErrorIo = 5;
+    private const int ErrorInvalid = 22;
+    private const int ErrorNotSupported = 95;
     private const int SolUdp = 17;
     private const int UdpSegment = 103;
     private const int ControlLength = 16 + sizeof(ushort); // CMSG_LEN(2) on 64-bit Linux
@@ -228,9 +231,10 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
                 continue;
             }
 
-            if (_sendHeaders[sent].Header.Control != null)
+            if (_sendHeaders[sent].Header.Control != null && error is ErrorInvalid or ErrorIo or ErrorNotSupported)
             {
-                // The route cannot segment (no checksum offload, say): one datagram per reply from now on.
+                // The socket or route cannot segment (no checksums, say): one datagram per reply from now
+                // on. Other errors (an unreachable host, a full buffer) are that message's alone.
                 _segmentation = false;
                 var from = sent == 0 ? 0 : ends[sent - 1];
                 SendCopiedFrom(replies, from);
