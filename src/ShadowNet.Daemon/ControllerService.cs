@@ -109,7 +109,7 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
 
         if (configuration.Prediction is { } prediction)
         {
-            var planner = new ReservationPlanner(manager, _allocator, new PlannerOptions());
+            var planner = new ReservationPlanner(manager, _allocator, prediction.Planner);
             Forecasts = new ForecastLoop(prediction, planner, TimeProvider.System, loggers.CreateLogger("shadownetd.prediction"));
             if (prediction.StepsOnTimer)
             {

@@ -37,6 +37,9 @@ public class DaemonTests
         { "warm", "[{\"application\":\"web\",\"count\":-1}]", "warm:0:count: '-1' is not a whole number" },
         { "prediction", "{\"fallback\":\"psychic\"}", "prediction:fallback: 'psychic' is not reactive, seasonal-naive, ewma or static-warm:K" },
         { "prediction", "{\"confidence\":1.5}", "prediction:confidence: '1.5' is not a number between 0 and 1" },
+        { "prediction", "{\"shrinkCooldown\":\"soon\"}", "prediction:shrinkCooldown: 'soon' is not a time span (like 00:05:00)" },
+        { "prediction", "{\"shrinkCooldown\":\"-00:05:00\"}", "prediction:shrinkCooldown: '-00:05:00' is not a time span (like 00:05:00)" },
+        { "prediction", "{\"shrinkHysteresis\":-1}", "prediction:shrinkHysteresis: '-1' is not a whole number from 0 to 1000000" },
         { "prediction", "{\"prometheus\":{\"url\":\"ftp://x\"}}", "prediction:prometheus:url: 'ftp://x' is not an http(s) URL" },
         { "prediction", "{\"prometheus\":{\"url\":\"http://127.0.0.1:9090\",\"applications\":{\"web\":{\"load\":\"x\"}}}}", "prediction:prometheus:applications:web:instances: missing" },
         { "pools.0.staging", "\"sent\"", "pools:0:staging: 'sent' is not 'held' or 'community'" },
@@ -74,6 +77,18 @@ public class DaemonTests
         Assert.NotNull(read.GrpcListen);
         Assert.NotNull(read.MetricsListen);
         Assert.Equal("/opt/shadownet/shadownet-lstm.onnx", read.Prediction?.ModelPath);
+        Assert.Equal(new Controller.Planning.PlannerOptions(), read.Prediction?.Planner);
+    }
+
+    [Fact]
+    public void ThePlannersShrinkCooldownAndHysteresisComeFromThePredictionSection()
+    {
+        var configuration = new ConfigurationBuilder()
+            .AddJsonFile(Repository.File("config", "shadownet.example.json"))
+            .AddInMemoryCollection(new Dictionary<string, string?> { ["prediction:shrinkCooldown"] = "00:15:00", ["prediction:shrinkHysteresis"] = "4" })
+            .Build();
+        var planner = Configuration.DaemonConfiguration.Read(configuration).Prediction!.Planner;
+        Assert.Equal((TimeSpan.FromMinutes(15), 4), (planner.ShrinkCooldown, planner.ShrinkHysteresis));
     }
 
     [Fact]

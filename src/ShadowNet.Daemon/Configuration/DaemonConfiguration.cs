@@ -4,6 +4,7 @@ using Microsoft.Extensions.Configuration;
 using ShadowNet.Addressing;
 using ShadowNet.Addressing.Pools;
 using ShadowNet.Bgp.Sessions;
+using ShadowNet.Controller.Planning;
 using ShadowNet.Controller.Routing;
 using ShadowNet.Controller.State;
 using ShadowNet.Daemon.Prediction;
@@ -287,12 +288,25 @@ public sealed record DaemonConfiguration
             throw new ConfigurationException("prediction:confidence", $"'{text}' is not a number between 0 and 1");
         }
 
+        var planner = new PlannerOptions();
+        var cooldown = planner.ShrinkCooldown;
+        if (prediction["shrinkCooldown"] is { } cooldownText
+            && (!TimeSpan.TryParse(cooldownText, CultureInfo.InvariantCulture, out cooldown) || cooldown < TimeSpan.Zero))
+        {
+            throw new ConfigurationException("prediction:shrinkCooldown", $"'{cooldownText}' is not a time span (like 00:05:00)");
+        }
+
         return new PredictionOptions
         {
             ModelPath = prediction["model"] is { Length: > 0 } model ? Path.GetFullPath(model) : null,
             Fallback = fallback,
             Confidence = confidence,
             StepSeconds = step,
+            Planner = planner with
+            {
+                ShrinkCooldown = cooldown,
+                ShrinkHysteresis = (int)OptionalUInt(prediction, "shrinkHysteresis", 0, 1_000_000, (uint)planner.ShrinkHysteresis),
+            },
             Prometheus = ReadPrometheus(prediction.GetSection("prometheus")),
         };
     }

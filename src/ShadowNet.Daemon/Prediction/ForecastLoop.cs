@@ -301,6 +301,9 @@ public sealed record PredictionOptions
 
     public int StepSeconds { get; init; } = 300;
 
+    /// <summary>How reservations shrink when the forecast falls (<c>prediction:shrinkCooldown</c>, <c>prediction:shrinkHysteresis</c>).</summary>
+    public PlannerOptions Planner { get; init; } = new();
+
     public int HistorySteps { get; init; } = 300;
 
     public int MaxApplications { get; init; } = 10_000;
