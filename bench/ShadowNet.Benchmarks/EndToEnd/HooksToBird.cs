@@ -27,9 +27,10 @@ namespace ShadowNet.Benchmarks.EndToEnd;
 /// spins, since on two cores a spinner takes a core from the daemon), latency from sending a create to
 /// its /32 arriving at the probe; then a closed loop with a window of 1,024 datagrams in flight for the
 /// highest sustained rate of acknowledged events. The load generator sends as places free up, up to 64
-/// datagrams per sendmmsg, and takes replies with recvmmsg, as a fleet of hypervisors' datagrams would
-/// arrive together: on two cores a generator paying a system call per datagram took half a core from
-/// the daemon it measures.</para>
+/// datagrams per sendmmsg, and takes replies with recvmmsg: on two cores a generator paying a system
+/// call per datagram took half a core from the daemon it measures. The closed loop runs twice: from one
+/// socket (a host sending bursts, whose replies group into one segmented send) and from 64 loopback
+/// addresses interleaved (a fleet, every reply a datagram of its own).</para>
 /// <para>gobgpd: AddPath one call at a time (latency from the call to arrival), and AddPathStream in
 /// messages of 100 paths (rate until every route arrived; latency from the write of its message).</para>
 /// Usage: <c>dotnet run -c Release -- hooks-to-bird [rate] [seconds] [runs]</c>; bench/hooks-to-bird.sh builds

@@ -36,7 +36,7 @@ internal static class ReplayCommand
         var trace = new Option<FileInfo>("--trace") { Description = "CSV with 'timestamp,value' rows (the NAB format)", Required = true };
         var policy = new Option<string>("--policy") { Description = "lstm, seasonal-naive, ewma, static-warm:K or reactive", DefaultValueFactory = _ => "lstm" };
         var peak = new Option<int>("--peak-instances") { Description = "Instances at the trace's peak", DefaultValueFactory = _ => 100 };
-        var confidence = new Option<double>("--confidence") { Description = "Forecast quantile to prepare for", DefaultValueFactory = _ => 0.99 };
+        var confidence = new Option<double>("--confidence") { Description = "Confidence to prepare for (between two of the model's quantiles: interpolated)", DefaultValueFactory = _ => 0.99 };
         var model = new Option<FileInfo?>("--model") { Description = "ONNX model for the lstm policy (default: models/shadownet-lstm.onnx above the current folder)" };
         var measureFrom = new Option<double>("--measure-from") { Description = "Count only steps from this fraction of the trace on (0.7: the part the model did not train on); all steps still run" };
         var defaults = new PlannerOptions();
