@@ -7,23 +7,25 @@ namespace ShadowNet.Hooks.Tests.Udp;
 public class DatagramBatchTests
 {
     [Theory]
-    [InlineData(true)]
-    [InlineData(false)]
-    public void RepliesToSeveralSendersArriveEachAtItsOwnInOrderWhateverTheRuns(bool native)
+    [InlineData(true, false)]
+    [InlineData(false, false)]
+    [InlineData(true, true)] // segmented sends over IPv6 (::1)
+    public void RepliesToSeveralSendersArriveEachAtItsOwnInOrderWhateverTheRuns(bool native, bool ipv6)
     {
         if (native && !OperatingSystem.IsLinux())
         {
             return;
         }
 
-        using var server = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-        server.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        var clients = Enumerable.Range(0, 2).Select(_ => new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 2_000 }).ToArray();
+        var loopback = ipv6 ? IPAddress.IPv6Loopback : IPAddress.Loopback;
+        using var server = new Socket(loopback.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        server.Bind(new IPEndPoint(loopback, 0));
+        var clients = Enumerable.Range(0, 2).Select(_ => new Socket(loopback.AddressFamily, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 2_000 }).ToArray();
         try
         {
             foreach (var client in clients)
             {
-                client.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+                client.Bind(new IPEndPoint(loopback, 0));
             }
 
             using var io = new DatagramBatch(server, 8, 100, native);
@@ -59,6 +61,8 @@ public class DatagramBatchTests
                     Assert.All(buffer[..HookDatagram.ReplyLength], b => Assert.Equal(mark, b));
                 }
             }
+
+            Assert.Equal(native, io.SegmentsRuns); // runs of 2 to 5 left segmented, none refused
         }
         finally
         {
