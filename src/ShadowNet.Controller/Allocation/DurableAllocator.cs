@@ -186,13 +186,12 @@ public sealed class DurableAllocator : IAsyncDisposable
 
         var operation = PooledOperation<(string, IpFamily, int), ReserveResult>.Rent(ReserveOperation, (application, family, count), onStore: false);
         operation.Detached = true;
-        if (!_queue.Writer.TryWrite(operation))
+        if (!TryEnqueue(operation))
         {
             operation.Recycle();
             return false;
         }
 
-        WakeApplier();
         return true;
     }
 
@@ -301,13 +300,19 @@ public sealed class DurableAllocator : IAsyncDisposable
         }
 
         var operation = PooledOperation<TArgs, TResult>.Rent(apply, args, onStore);
+        return TryEnqueue(operation) ? operation.Result : SubmitSlowAsync(operation, cancellationToken);
+    }
+
+    /// <summary>Queues an operation if there is room, and wakes the applier for it.</summary>
+    private bool TryEnqueue(Operation operation)
+    {
         if (!_queue.Writer.TryWrite(operation))
         {
-            return SubmitSlowAsync(operation, cancellationToken);
+            return false;
         }
 
         WakeApplier();
-        return operation.Result;
+        return true;
     }
 
     private async ValueTask<TResult> SubmitSlowAsync<TArgs, TResult>(PooledOperation<TArgs, TResult> operation, CancellationToken cancellationToken)

@@ -9,7 +9,7 @@ namespace ShadowNet.Hooks.Udp;
 /// </summary>
 internal sealed class NameCache(int capacity)
 {
-    private readonly Dictionary<string, string> _names = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _names = new(StringComparer.Ordinal);
 
     public int Count => _names.Count;
 
@@ -26,7 +26,7 @@ internal sealed class NameCache(int capacity)
         name = new string(chars[..length]);
         if (_names.Count < capacity)
         {
-            _names.Add(name, name);
+            _names.Add(name);
         }
 
         return name;
