@@ -2,7 +2,7 @@
 reactive, each through `shadownet replay` (the real planner, allocator and route manager).
 
 Usage: python3 models/evaluate.py [--confidence 0.99] [--peak-instances 100] [--measure-from 0.7] [--model FILE] [--jobs N]
-       [--shrink-cooldown MINUTES] [--shrink-hysteresis N]
+       [--shrink-cooldown MINUTES] [--shrink-hysteresis N] [--minimum-reserve N]
 (prints a Markdown table; traces are replayed N at a time, each replay being deterministic)
 """
 import argparse
@@ -22,7 +22,8 @@ def replay(trace, policy, args):
                           "--measure-from", str(args.measure_from)]
                          + (["--model", args.model] if args.model and policy == "lstm" else [])
                          + (["--shrink-cooldown", str(args.shrink_cooldown)] if args.shrink_cooldown is not None else [])
-                         + (["--shrink-hysteresis", str(args.shrink_hysteresis)] if args.shrink_hysteresis is not None else []),
+                         + (["--shrink-hysteresis", str(args.shrink_hysteresis)] if args.shrink_hysteresis is not None else [])
+                         + (["--minimum-reserve", str(args.minimum_reserve)] if args.minimum_reserve and policy == "lstm" else []),
                          check=True, capture_output=True, text=True, cwd=ROOT).stdout
     return json.loads(out)
 
@@ -36,12 +37,14 @@ def main():
     parser.add_argument("--model", help="ONNX model for lstm (default: models/shadownet-lstm.onnx)")
     parser.add_argument("--shrink-cooldown", type=float, help="planner: minutes after growth before shrinking (default: the daemon's, 15)")
     parser.add_argument("--shrink-hysteresis", type=int, help="planner: excess reservations kept without shrinking (default: the daemon's, 2)")
+    parser.add_argument("--minimum-reserve", type=int, default=0, help="lstm's planner: reservations kept whatever the forecast (a warm floor; the equal-waste pool counts them)")
     parser.add_argument("--jobs", type=int, default=3, help="traces replayed at once (a replay waits on wake-ups more than it computes)")
     args = parser.parse_args()
     subprocess.run(["dotnet", "build", "-c", "Release", os.path.join(ROOT, "src", "ShadowNet.Cli"), "-v", "q", "-nologo"], check=True,
                    stdout=subprocess.DEVNULL)
 
     planner = "" if args.shrink_cooldown is None and args.shrink_hysteresis is None else f", planner shrink cool-down {args.shrink_cooldown} min, hysteresis {args.shrink_hysteresis}"
+    planner += f", lstm's minimum reserve {args.minimum_reserve}" if args.minimum_reserve else ""
     print(f"confidence {args.confidence}, peak {args.peak_instances} instances, counted from {args.measure_from:.0%} of each trace{planner}; hit rate % (waste ratio)\n")
     print("| trace | creates | lstm | seasonal-naive | ewma | static-warm:K (K) | reactive | lstm beats equal-waste warm pool |")
     print("|---|---|---|---|---|---|---|---|")

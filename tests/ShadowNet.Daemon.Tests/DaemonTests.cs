@@ -40,6 +40,7 @@ public class DaemonTests
         { "prediction", "{\"shrinkCooldown\":\"soon\"}", "prediction:shrinkCooldown: 'soon' is not a time span (like 00:05:00)" },
         { "prediction", "{\"shrinkCooldown\":\"-00:05:00\"}", "prediction:shrinkCooldown: '-00:05:00' is not a time span (like 00:05:00)" },
         { "prediction", "{\"shrinkHysteresis\":-1}", "prediction:shrinkHysteresis: '-1' is not a whole number from 0 to 1000000" },
+        { "prediction", "{\"minimumReserve\":\"a few\"}", "prediction:minimumReserve: 'a few' is not a whole number from 0 to 1000000" },
         { "prediction", "{\"prometheus\":{\"url\":\"ftp://x\"}}", "prediction:prometheus:url: 'ftp://x' is not an http(s) URL" },
         { "prediction", "{\"prometheus\":{\"url\":\"http://127.0.0.1:9090\",\"applications\":{\"web\":{\"load\":\"x\"}}}}", "prediction:prometheus:applications:web:instances: missing" },
         { "pools.0.staging", "\"sent\"", "pools:0:staging: 'sent' is not 'held' or 'community'" },
@@ -81,14 +82,14 @@ public class DaemonTests
     }
 
     [Fact]
-    public void ThePlannersShrinkCooldownAndHysteresisComeFromThePredictionSection()
+    public void ThePlannersShrinkCooldownHysteresisAndMinimumReserveComeFromThePredictionSection()
     {
         var configuration = new ConfigurationBuilder()
             .AddJsonFile(Repository.File("config", "shadownet.example.json"))
-            .AddInMemoryCollection(new Dictionary<string, string?> { ["prediction:shrinkCooldown"] = "00:15:00", ["prediction:shrinkHysteresis"] = "4" })
+            .AddInMemoryCollection(new Dictionary<string, string?> { ["prediction:shrinkCooldown"] = "00:15:00", ["prediction:shrinkHysteresis"] = "4", ["prediction:minimumReserve"] = "3" })
             .Build();
         var planner = Configuration.DaemonConfiguration.Read(configuration).Prediction!.Planner;
-        Assert.Equal((TimeSpan.FromMinutes(15), 4), (planner.ShrinkCooldown, planner.ShrinkHysteresis));
+        Assert.Equal((TimeSpan.FromMinutes(15), 4, 3), (planner.ShrinkCooldown, planner.ShrinkHysteresis, planner.MinimumReserve));
     }
 
     [Fact]

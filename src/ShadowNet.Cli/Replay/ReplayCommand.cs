@@ -42,9 +42,10 @@ internal static class ReplayCommand
         var defaults = new PlannerOptions();
         var cooldown = new Option<double>("--shrink-cooldown") { Description = "Planner: minutes after the last growth before reservations shrink", DefaultValueFactory = _ => defaults.ShrinkCooldown.TotalMinutes };
         var hysteresis = new Option<int>("--shrink-hysteresis") { Description = "Planner: excess reservations kept without shrinking", DefaultValueFactory = _ => defaults.ShrinkHysteresis };
+        var floor = new Option<int>("--minimum-reserve") { Description = "Planner: reservations kept whatever the forecast (a warm floor)", DefaultValueFactory = _ => defaults.MinimumReserve };
         var command = new Command("replay", "Replay a load trace through the real planner, allocator and route manager; print hit rate and waste as JSON")
         {
-            trace, policy, peak, confidence, model, measureFrom, cooldown, hysteresis,
+            trace, policy, peak, confidence, model, measureFrom, cooldown, hysteresis, floor,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -57,12 +58,12 @@ internal static class ReplayCommand
                     throw new UsageException($"--measure-from: {from} is not from 0 to below 1");
                 }
 
-                if (parse.GetValue(cooldown) < 0 || parse.GetValue(hysteresis) < 0)
+                if (parse.GetValue(cooldown) < 0 || parse.GetValue(hysteresis) < 0 || parse.GetValue(floor) < 0)
                 {
-                    throw new UsageException("--shrink-cooldown and --shrink-hysteresis cannot be negative");
+                    throw new UsageException("--shrink-cooldown, --shrink-hysteresis and --minimum-reserve cannot be negative");
                 }
 
-                var planning = new PlannerOptions { ShrinkCooldown = TimeSpan.FromMinutes(parse.GetValue(cooldown)), ShrinkHysteresis = parse.GetValue(hysteresis) };
+                var planning = new PlannerOptions { ShrinkCooldown = TimeSpan.FromMinutes(parse.GetValue(cooldown)), ShrinkHysteresis = parse.GetValue(hysteresis), MinimumReserve = parse.GetValue(floor) };
                 var result = await RunAsync(parse.GetValue(trace)!, forecaster, parse.GetValue(peak), parse.GetValue(confidence), from, planning, ct);
                 Console.WriteLine(JsonSerializer.Serialize(result, Indented));
             }

@@ -15,6 +15,12 @@ public sealed record PlannerOptions
     /// nothing (models/README.md).
     /// </summary>
     public TimeSpan ShrinkCooldown { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Reservations kept for each application whatever its forecast (a warm floor): a jump from a quiet
+    /// window gives a forecaster no sign, and this many of its creates still find an address.
+    /// </summary>
+    public int MinimumReserve { get; init; }
 }
 
 /// <summary>What one planning step did for an application.</summary>
@@ -33,7 +39,7 @@ public sealed class ReservationPlanner(ActiveRouteManager manager, DurableAlloca
     public async Task<PlanStep> PlanAsync(string application, IpFamily family, int forecastInstances, DateTimeOffset now, CancellationToken cancellationToken = default)
     {
         var usage = await allocator.ReadAsync(a => a.GetUsage(application, family), cancellationToken);
-        var target = Math.Max(0, forecastInstances - usage.Assigned);
+        var target = Math.Max(options.MinimumReserve, forecastInstances - usage.Assigned);
         usage = await manager.SetDemandAsync(application, family, target, cancellationToken); // counts addresses that came back
 
         var unnamed = usage.Reserved; // reservations for whichever instance comes (named ones are spoken for)

@@ -306,6 +306,7 @@ public sealed record DaemonConfiguration
             {
                 ShrinkCooldown = cooldown,
                 ShrinkHysteresis = (int)OptionalUInt(prediction, "shrinkHysteresis", 0, 1_000_000, (uint)planner.ShrinkHysteresis),
+                MinimumReserve = (int)OptionalUInt(prediction, "minimumReserve", 0, 1_000_000, (uint)planner.MinimumReserve),
             },
             Prometheus = ReadPrometheus(prediction.GetSection("prometheus")),
         };

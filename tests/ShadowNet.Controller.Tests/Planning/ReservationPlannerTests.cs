@@ -52,6 +52,30 @@ public class ReservationPlannerTests
     }
 
     [Fact]
+    public async Task MinimumReserveKeepsAddressesReadyWhenTheForecastSeesNoGrowth()
+    {
+        using var folder = new TempDirectory("planner");
+        PoolDefinition[] pools = [new("shadow", PoolKind.Shadow, [IPNetwork.Parse("10.1.0.0/24")])];
+        await using var allocator = DurableAllocator.Open(pools, SqliteAllocationStore.Open(folder.File("s.db")));
+        await using var speaker = new BgpSpeaker(new BgpSpeakerOptions { LocalAs = 65003, RouterId = IPAddress.Parse("127.0.0.3") });
+        var manager = new ActiveRouteManager(allocator, speaker, pools, new RouteManagerOptions { DefaultNextHopV4 = IPAddress.Parse("192.0.2.1") });
+        var planner = new ReservationPlanner(manager, allocator, new PlannerOptions { MinimumReserve = 4 });
+
+        // A forecast of nothing still leaves 4 ready; a jump of 4 finds them all.
+        Assert.Equal(new PlanStep(4, 4, 0, 4, 0), await planner.PlanAsync("batch", IpFamily.IPv4, 0, Start));
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal(HookStatus.Hit, (await manager.CreateAsync($"batch-{i}", "batch", IpFamily.IPv4, null, default)).Status);
+        }
+
+        // The forecast only says "as many as now": the floor tops up to 4 spare again.
+        Assert.Equal(new PlanStep(4, 4, 4, 4, 0), await planner.PlanAsync("batch", IpFamily.IPv4, 4, Start.AddMinutes(5)));
+
+        // A forecast above the floor wins: 10 more than running.
+        Assert.Equal(new PlanStep(10, 10, 4, 6, 0), await planner.PlanAsync("batch", IpFamily.IPv4, 14, Start.AddMinutes(10)));
+    }
+
+    [Fact]
     public async Task AddressDeletedWhileTheForecastStillWantsItComesBackAsAReservationNotANewOne()
     {
         using var folder = new TempDirectory("planner");
