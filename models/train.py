@@ -167,13 +167,17 @@ def miss_windows(path):
 class Forecaster(nn.Module):
     """LSTM over the window; quantiles kept in order by adding non-negative steps to the median."""
 
-    def __init__(self, hidden=32):
+    def __init__(self, hidden=32, steps_per_cell=1):
         super().__init__()
-        self.lstm = nn.LSTM(len(FEATURES), hidden, batch_first=True)
+        self.steps_per_cell = steps_per_cell
+        self.lstm = nn.LSTM(len(FEATURES) * steps_per_cell, hidden, batch_first=True)
         self.head = nn.Linear(hidden, len(QUANTILES))
 
     def forward(self, features):
-        out, _ = self.lstm(features)
+        # [batch, window, features] read as [batch, window / k, k x features]: the same memory, so the
+        # contract's input is unchanged, while the recurrence (most of the cost) runs window / k times.
+        cells = features.reshape(-1, WINDOW // self.steps_per_cell, len(FEATURES) * self.steps_per_cell)
+        out, _ = self.lstm(cells)
         raw = self.head(out[:, -1, :])
         steps = nn.functional.softplus(raw[:, 1:])
         return torch.cat([raw[:, :1], raw[:, :1] + torch.cumsum(steps, dim=1)], dim=1)
@@ -195,6 +199,7 @@ def main():
     parser.add_argument("--quantiles", default=",".join(map(str, QUANTILES)), help="comma-separated, increasing (e.g. 0.5,0.9,0.99,0.999)")
     parser.add_argument("--horizon", type=int, default=HORIZON, help="steps ahead whose most instances are forecast")
     parser.add_argument("--hidden", type=int, default=32, help="LSTM hidden units (inference cost grows with their square)")
+    parser.add_argument("--steps-per-cell", type=int, default=1, help="consecutive steps the LSTM reads per recurrence (divides --window)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--from", dest="misses", help="JSON lines of misses (shadownet export-training-data): their windows are added to training, weighted")
     parser.add_argument("--miss-weight", type=int, default=10, help="how many times each miss window counts")
@@ -247,7 +252,9 @@ def main():
     y = torch.from_numpy(np.concatenate(train_y))
     print(f"training windows: {len(x)}; held out: {sum(len(h[1][0]) for h in held_out)}")
 
-    model = Forecaster(args.hidden)
+    if WINDOW % args.steps_per_cell:
+        parser.error(f"--steps-per-cell {args.steps_per_cell} does not divide --window {WINDOW}")
+    model = Forecaster(args.hidden, args.steps_per_cell)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     started = time.time()
     epoch = 0

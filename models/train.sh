@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the forecaster and exports models/shadownet-lstm.onnx with its contract, test vector and
 # held-out evaluation. Uses Debian's python3-torch and python3-onnx (installed here when missing);
-# CPU only, ten minutes by default. Arguments go to train.py (--seconds N, --out FILE, --seed N, --window STEPS, --hidden UNITS, --horizon STEPS, --quantiles Q1,Q2,...).
+# CPU only, ten minutes by default. Arguments go to train.py (--seconds N, --out FILE, --seed N, --window STEPS, --hidden UNITS, --horizon STEPS, --quantiles Q1,Q2,..., --steps-per-cell K).
 set -euo pipefail
 cd "$(dirname "$0")"
 if ! /usr/bin/python3 -c "import torch, onnx" 2>/dev/null; then
