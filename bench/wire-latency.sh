@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v tcpdump >/dev/null || { echo "needs tcpdump (apt-get install tcpdump)"; exit 2; }
 capture=$(mktemp /tmp/shadownet-wire-XXXXXX.pcap)
-tcpdump -i lo -s 0 -B 262144 --time-stamp-precision=nano -w "$capture" 'udp or tcp' 2>/dev/null &
+tcpdump -i lo -s 0 -B 262144 --time-stamp-precision=nano -w "$capture" 'udp or tcp' & # prints, when stopped, how many packets the kernel dropped (they must be 0)
 dumper=$!
 trap 'kill $dumper 2>/dev/null || true; rm -f "$capture"' EXIT
 sleep 1

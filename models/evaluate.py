@@ -35,7 +35,7 @@ def main():
     parser.add_argument("--peak-instances", type=int, default=100)
     parser.add_argument("--measure-from", type=float, default=0.0, help="0.7: count only the held-out last 30%% of each trace")
     parser.add_argument("--model", help="ONNX model for lstm (default: models/shadownet-lstm.onnx)")
-    parser.add_argument("--shrink-cooldown", type=float, help="planner: minutes after growth before shrinking (default: the daemon's, 15)")
+    parser.add_argument("--shrink-cooldown", type=float, help="planner: minutes after growth before shrinking (default: the daemon's, 5)")
     parser.add_argument("--shrink-hysteresis", type=int, help="planner: excess reservations kept without shrinking (default: the daemon's, 2)")
     parser.add_argument("--minimum-reserve", type=int, default=0, help="lstm's planner: reservations kept whatever the forecast (a warm floor; the equal-waste pool counts them)")
     parser.add_argument("--jobs", type=int, default=3, help="traces replayed at once (a replay waits on wake-ups more than it computes)")

@@ -86,7 +86,7 @@ def main():
             if stream["next"] is not None and sequence != stream["next"]:
                 if (sequence - stream["next"]) % 2**32 > 2**31:
                     continue  # a retransmission of what was read already
-                stream["buffer"] = b""  # a gap (capture dropped a segment): read on from the next marker
+                stream["buffer"] = b""  # a gap (the capture dropped a segment): read on from a segment that starts a message
             stream["next"] = (sequence + len(payload)) % 2**32
             data = stream["buffer"] + payload
             while len(data) >= 19:
