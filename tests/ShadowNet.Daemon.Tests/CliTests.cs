@@ -104,10 +104,14 @@ public class CliTests
         var sticky = await ReplayAsync("lstm", "--shrink-cooldown", "120", "--shrink-hysteresis", "10");
         Assert.True((double)sticky["MeanReservedUnused"]! > (double)lstm["MeanReservedUnused"]!, $"{sticky.ToJsonString()} against {lstm.ToJsonString()}");
 
+        // A floor of 20 spare addresses: never fewer reserved, so at least as many hits, and more idle.
+        var floored = await ReplayAsync("lstm", "--minimum-reserve", "20");
+        Assert.True((long)floored["Hits"]! >= (long)lstm["Hits"]! && (double)floored["MeanReservedUnused"]! >= 20, $"{floored.ToJsonString()} against {lstm.ToJsonString()}");
+
         var wrong = await CliAsync("replay", "--trace", trace, "--policy", "psychic");
         Assert.Equal((2, "shadownet: --policy: 'psychic' is not lstm, seasonal-naive, ewma, static-warm:K or reactive\n"), (wrong.Exit, wrong.Stderr));
-        var negative = await CliAsync("replay", "--trace", trace, "--shrink-cooldown", "-5");
-        Assert.Equal((2, "shadownet: --shrink-cooldown and --shrink-hysteresis cannot be negative\n"), (negative.Exit, negative.Stderr));
+        var negative = await CliAsync("replay", "--trace", trace, "--minimum-reserve", "-5");
+        Assert.Equal((2, "shadownet: --shrink-cooldown, --shrink-hysteresis and --minimum-reserve cannot be negative\n"), (negative.Exit, negative.Stderr));
     }
 
     [Fact]
