@@ -38,31 +38,23 @@ def packets(path):
                 yield seconds + fraction * unit, ip[9], ip[12:16], ip[16:20], ip[ihl:struct.unpack(">H", ip[2:4])[0]]
 
 
-def hook_ports(path):
-    """The UDP ports that at least 100 hook requests (magic 'SN', kind create or delete) went to."""
-    counts = collections.Counter()
-    for _, protocol, _, _, l4 in packets(path):
-        if protocol == 17 and l4[8:10] == b"SN" and len(l4) > 11 and l4[11] in (1, 2):
-            counts[struct.unpack(">H", l4[2:4])[0]] += 1
-    return {port for port, count in counts.items() if count >= 100}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("capture")
     args = parser.parse_args()
-    ports = hook_ports(args.capture)
 
     runs = []             # per run: sequence -> time the create left (sequences start again each run)
     address_of = []       # per run: sequence -> IPv4 address the reply gave
-    current = {}          # hook port -> (its run's index, time of its last create)
+    current = {}          # hook port (where creates went) -> (its run's index, time of its last create)
     streams = collections.defaultdict(lambda: {"buffer": b"", "next": None})
     arrivals = collections.defaultdict(lambda: collections.defaultdict(list))  # stream -> /32 -> times announced
     for time, protocol, source, destination, l4 in packets(args.capture):
         if protocol == 17:
             source_port, destination_port = struct.unpack(">HH", l4[:4])
             payload = l4[8:]
-            if destination_port in ports and len(payload) >= 16 and payload[3] == CREATE:
+            if payload[:2] != b"SN" or len(payload) < 16:
+                continue
+            if payload[3] == CREATE:
                 run, last = current.get(destination_port, (None, None))
                 if run is None or time - last > 0.2:
                     run = len(runs)
@@ -70,7 +62,7 @@ def main():
                     address_of.append({})
                 current[destination_port] = (run, time)
                 runs[run].setdefault(struct.unpack(">Q", payload[4:12])[0], time)
-            elif source_port in ports and source_port in current:
+            elif payload[3] & 0x80 and source_port in current:  # replies, from the port the creates went to
                 # Replies to one client may leave as one segmented (GSO) datagram: loopback shows it whole.
                 for at in range(0, len(payload) - REPLY_LENGTH + 1, REPLY_LENGTH):
                     reply = payload[at:at + REPLY_LENGTH]
@@ -114,7 +106,7 @@ def main():
         at = bisect.bisect_left(times, after)
         return times[at] if at < len(times) and times[at] - after < 1 else None
 
-    print(f"hook ports {sorted(ports)}: {sum(map(len, runs))} creates, {sum(map(len, address_of))} replies with an address, {len(runs)} runs")
+    print(f"hook ports {sorted(current)}: {sum(map(len, runs))} creates, {sum(map(len, address_of))} replies with an address, {len(runs)} runs")
     for number, (run, addresses) in enumerate(zip(runs, address_of), 1):
         for (source, source_port, destination, destination_port), announced in arrivals.items():
             latencies = sorted((a - t) * 1000 for s, t in run.items()

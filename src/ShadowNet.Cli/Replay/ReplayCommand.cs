@@ -58,12 +58,13 @@ internal static class ReplayCommand
                     throw new UsageException($"--measure-from: {from} is not from 0 to below 1");
                 }
 
-                if (parse.GetValue(cooldown) < 0 || parse.GetValue(hysteresis) < 0 || parse.GetValue(floor) < 0)
+                var (cooldownMinutes, excess, minimum) = (parse.GetValue(cooldown), parse.GetValue(hysteresis), parse.GetValue(floor));
+                if (cooldownMinutes < 0 || excess < 0 || minimum < 0)
                 {
                     throw new UsageException("--shrink-cooldown, --shrink-hysteresis and --minimum-reserve cannot be negative");
                 }
 
-                var planning = new PlannerOptions { ShrinkCooldown = TimeSpan.FromMinutes(parse.GetValue(cooldown)), ShrinkHysteresis = parse.GetValue(hysteresis), MinimumReserve = parse.GetValue(floor) };
+                var planning = new PlannerOptions { ShrinkCooldown = TimeSpan.FromMinutes(cooldownMinutes), ShrinkHysteresis = excess, MinimumReserve = minimum };
                 var result = await RunAsync(parse.GetValue(trace)!, forecaster, parse.GetValue(peak), parse.GetValue(confidence), from, planning, ct);
                 Console.WriteLine(JsonSerializer.Serialize(result, Indented));
             }

@@ -301,7 +301,7 @@ public sealed record PredictionOptions
 
     public int StepSeconds { get; init; } = 300;
 
-    /// <summary>How reservations shrink when the forecast falls (<c>prediction:shrinkCooldown</c>, <c>prediction:shrinkHysteresis</c>).</summary>
+    /// <summary>How reservations shrink when the forecast falls and how many stay regardless (<c>prediction:shrinkCooldown</c>, <c>prediction:shrinkHysteresis</c>, <c>prediction:minimumReserve</c>).</summary>
     public PlannerOptions Planner { get; init; } = new();
 
     public int HistorySteps { get; init; } = 300;
