@@ -27,8 +27,8 @@ import onnx
 import torch
 from torch import nn
 
-FEATURES = ["instances", "load", "hour_sin", "hour_cos", "dow_sin", "dow_cos", "deploys"]
-SCALED = ["instances", "load"]  # divided by the window's scale; time is in [-1, 1]; deploys is ln(1 + count)
+FEATURES = ["instances", "load", "hour_sin", "hour_cos", "dow_sin", "dow_cos", "deploys", "log_scale"]
+SCALED = ["instances", "load"]  # divided by the window's scale; time is in [-1, 1]; deploys is ln(1 + count); log_scale is ln(scale)
 WINDOW = 36                     # 3 hours of 5-minute steps
 STEP_SECONDS = 300
 HORIZON = 1                     # the next 5 minutes: the planner runs every step, so a reservation only has to last until the next plan
@@ -69,7 +69,7 @@ def features_of(times, instances, fractional, deploys=None):
         np.sin(2 * math.pi * hours / 24), np.cos(2 * math.pi * hours / 24),
         np.sin(2 * math.pi * days / 7), np.cos(2 * math.pi * days / 7),
         np.log1p(np.maximum(deploys, 0)),
-    ], axis=1).astype(np.float32)
+    ] + [np.zeros(len(times))] * ("log_scale" in FEATURES), axis=1).astype(np.float32)
 
 
 def rolling_deploys(rng, steps=4032, start=1_400_000_000):
@@ -122,6 +122,8 @@ def windows(feature_rows, instances, begin, end):
         window = feature_rows[t - WINDOW:t].copy()
         scale = max(1.0, float(window[:, 0].max()))
         window[:, 0:2] /= scale
+        if "log_scale" in FEATURES:
+            window[:, FEATURES.index("log_scale")] = math.log(scale)
         xs.append(window)
         ys.append(instances[t:t + HORIZON].max() / scale)
     return np.array(xs, dtype=np.float32), np.array(ys, dtype=np.float32)
@@ -190,7 +192,7 @@ def pinball(predicted, target):
 
 
 def main():
-    global WINDOW, HORIZON, QUANTILES
+    global WINDOW, HORIZON, QUANTILES, FEATURES
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--traces", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "traces", "nab"))
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "shadownet-lstm.onnx"))
@@ -201,10 +203,14 @@ def main():
     parser.add_argument("--hidden", type=int, default=32, help="LSTM hidden units (inference cost grows with their square)")
     parser.add_argument("--steps-per-cell", type=int, default=1, help="consecutive steps the LSTM reads per recurrence (divides --window)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--no-scale-feature", action="store_true",
+                        help="leave out 'log_scale' (ln of the window's scale: the level the scaled inputs are relative to), as models before 2026-12-02 did")
     parser.add_argument("--from", dest="misses", help="JSON lines of misses (shadownet export-training-data): their windows are added to training, weighted")
     parser.add_argument("--miss-weight", type=int, default=10, help="how many times each miss window counts")
     args = parser.parse_args()
     WINDOW = args.window
+    if args.no_scale_feature:
+        FEATURES.remove("log_scale")
     HORIZON = args.horizon
     QUANTILES = [float(q) for q in args.quantiles.split(",")]
 
@@ -296,6 +302,7 @@ def main():
             "load": "load / capacity, capacity = the load one instance serves",
             "time": "hour and day of week (0 = Monday) of each step's start, UTC, as sin/cos",
             "deploys": "ln(1 + deploy events logged in the step)",
+            **({"log_scale": "ln(scale), the same in every step of the window"} if "log_scale" in FEATURES else {}),
         },
         "output": "per quantile, the most instances during the next horizon_steps steps, divided by scale",
         "input": "features: float32 [batch, window, features]",

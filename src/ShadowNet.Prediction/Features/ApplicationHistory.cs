@@ -126,10 +126,12 @@ public sealed class ApplicationHistory
         {
             if (!layout.TryGetSignal(f, out var signal))
             {
-                var time = layout.TimeFeatureAt(f);
+                var derived = layout.DerivedFeatureAt(f);
                 for (var i = 0; i < window; i++)
                 {
-                    destination[(i * features) + f] = Value(time, _stepStart[Index(window - 1 - i)]);
+                    destination[(i * features) + f] = derived == DerivedFeature.LogScale
+                        ? MathF.Log(scale)
+                        : Value(derived, _stepStart[Index(window - 1 - i)]);
                 }
 
                 continue;
@@ -154,15 +156,15 @@ public sealed class ApplicationHistory
         ? MathF.Log(1 + Math.Max(0, _signals[(int)signal][at]))
         : _signals[(int)signal][at] / divisor;
 
-    private static float Value(TimeFeature feature, long seconds)
+    private static float Value(DerivedFeature timeFeature, long seconds)
     {
         var hour = (seconds % 86400) / 3600.0;
         var day = ((seconds / 86400) + 3) % 7; // 1970-01-01 was a Thursday: 0 = Monday
-        return (float)(feature switch
+        return (float)(timeFeature switch
         {
-            TimeFeature.HourSin => Math.Sin(2 * Math.PI * hour / 24),
-            TimeFeature.HourCos => Math.Cos(2 * Math.PI * hour / 24),
-            TimeFeature.DaySin => Math.Sin(2 * Math.PI * day / 7),
+            DerivedFeature.HourSin => Math.Sin(2 * Math.PI * hour / 24),
+            DerivedFeature.HourCos => Math.Cos(2 * Math.PI * hour / 24),
+            DerivedFeature.DaySin => Math.Sin(2 * Math.PI * day / 7),
             _ => Math.Cos(2 * Math.PI * day / 7),
         });
     }

@@ -65,6 +65,27 @@ public class ApplicationHistoryTests
     }
 
     [Fact]
+    public void LogScaleCarriesTheWindowsLevelInEveryStep()
+    {
+        var layout = FeatureLayout.Of(["instances", "log_scale"]);
+        var history = new ApplicationHistory(8, 300);
+        foreach (var (step, instances) in new[] { (0, 3f), (1, 20f), (2, 5f), (3, 4f) })
+        {
+            history.Add(Monday + step * 300, instances, instances);
+        }
+
+        var window = new float[3 * 2];
+        Assert.Equal(20f, history.WriteWindow(layout, 3, window));
+        Assert.Equal([MathF.Log(20), MathF.Log(20), MathF.Log(20)], [window[1], window[3], window[5]]);
+        Assert.Equal(0.2f, window[4], 5);
+
+        window = new float[2];
+        history.Add(Monday + 4 * 300, 0, 0);
+        Assert.Equal(1f, history.WriteWindow(layout, 1, window));
+        Assert.Equal([0f, 0f], window);  // an idle window: scale 1, so the level reads 0
+    }
+
+    [Fact]
     public void EventsAddUpWithinAStepAndAreZeroInAGapWhileGaugesCarryForward()
     {
         var history = new ApplicationHistory(8, 300);
