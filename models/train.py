@@ -1,8 +1,7 @@
 """Trains ShadowNet's instance forecaster and exports it to ONNX with its contract.
 
 An LSTM reads a window of an application's recent steps (instances, load, deploys logged, time of day
-and week) and
-predicts, for several quantiles, the most instances the application will run during the next
+and week, and the level the window is at) and predicts, for several quantiles, the most instances the application will run during the next
 `horizon` steps: what must be prepared now so that the creates in that time find their address.
 Trained with the pinball (quantile) loss on the NAB AWS CloudWatch traces (first 70% of each; the
 rest is held out) and on generated scenarios (diurnal, weekly, flash crowds, deploy waves, rolling
@@ -63,13 +62,16 @@ def features_of(times, instances, fractional, deploys=None):
     hours = (times % 86400) / 3600.0
     days = ((times // 86400) + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
     deploys = np.zeros(len(times)) if deploys is None else deploys
-    return np.stack([
+    columns = [
         instances,
         fractional,
         np.sin(2 * math.pi * hours / 24), np.cos(2 * math.pi * hours / 24),
         np.sin(2 * math.pi * days / 7), np.cos(2 * math.pi * days / 7),
         np.log1p(np.maximum(deploys, 0)),
-    ] + [np.zeros(len(times))] * ("log_scale" in FEATURES), axis=1).astype(np.float32)
+    ]
+    if "log_scale" in FEATURES:
+        columns.append(np.zeros(len(times)))  # filled per window by windows(): it depends on the window's scale
+    return np.stack(columns, axis=1).astype(np.float32)
 
 
 def rolling_deploys(rng, steps=4032, start=1_400_000_000):

@@ -127,10 +127,11 @@ public sealed class ApplicationHistory
             if (!layout.TryGetSignal(f, out var signal))
             {
                 var derived = layout.DerivedFeatureAt(f);
+                var level = MathF.Log(scale);
                 for (var i = 0; i < window; i++)
                 {
                     destination[(i * features) + f] = derived == DerivedFeature.LogScale
-                        ? MathF.Log(scale)
+                        ? level
                         : Value(derived, _stepStart[Index(window - 1 - i)]);
                 }
 
