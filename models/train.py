@@ -120,12 +120,13 @@ def synthetic(rng, steps=4032, start=1_400_000_000):
 def windows(feature_rows, instances, begin, end):
     """(inputs scaled per window, targets scaled alike) for every window whose horizon ends before `end`."""
     xs, ys = [], []
+    level = FEATURES.index("log_scale") if "log_scale" in FEATURES else None
     for t in range(max(begin, WINDOW), end - HORIZON):
         window = feature_rows[t - WINDOW:t].copy()
         scale = max(1.0, float(window[:, 0].max()))
         window[:, 0:2] /= scale
-        if "log_scale" in FEATURES:
-            window[:, FEATURES.index("log_scale")] = math.log(scale)
+        if level is not None:
+            window[:, level] = math.log(scale)
         xs.append(window)
         ys.append(instances[t:t + HORIZON].max() / scale)
     return np.array(xs, dtype=np.float32), np.array(ys, dtype=np.float32)

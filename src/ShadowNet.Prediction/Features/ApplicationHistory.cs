@@ -121,13 +121,13 @@ public sealed class ApplicationHistory
         }
 
         var scale = Math.Max(1f, Peak(Signal.Instances, window));
+        var level = MathF.Log(scale);
         var features = layout.Count;
         for (var f = 0; f < features; f++)
         {
             if (!layout.TryGetSignal(f, out var signal))
             {
                 var derived = layout.DerivedFeatureAt(f);
-                var level = MathF.Log(scale);
                 for (var i = 0; i < window; i++)
                 {
                     destination[(i * features) + f] = derived == DerivedFeature.LogScale
@@ -166,7 +166,8 @@ public sealed class ApplicationHistory
             DerivedFeature.HourSin => Math.Sin(2 * Math.PI * hour / 24),
             DerivedFeature.HourCos => Math.Cos(2 * Math.PI * hour / 24),
             DerivedFeature.DaySin => Math.Sin(2 * Math.PI * day / 7),
-            _ => Math.Cos(2 * Math.PI * day / 7),
+            DerivedFeature.DayCos => Math.Cos(2 * Math.PI * day / 7),
+            _ => throw new ArgumentOutOfRangeException(nameof(timeFeature), timeFeature, "not a time feature"),
         });
     }
 
