@@ -8,7 +8,8 @@ Usage: python3 bench/scripts/wire_latency.py CAPTURE.pcap
 Each daemon the bench starts has its own hook port; within one, runs are told apart by a pause of more
 than 0.2 s between creates. A route's arrival is its first announcement on a stream within a second
 after its create (addresses come back into use); each run and stream that carried most of the run's
-routes gets a line.
+routes gets a line. So does each relaying hop (a stream out of the host another stream went into, as
+BIRD's UPDATE to the probe after shadownetd's UPDATE to BIRD): the time between the two, per route.
 Only IPv4 /32 routes and the capture formats tcpdump writes on Linux' lo (Ethernet framing, micro- or
 nanosecond timestamps) are read.
 """
@@ -116,6 +117,22 @@ def main():
             n = len(latencies)
             print(f"run {number} ({len(run)} creates) {'.'.join(map(str, source))}:{source_port} -> {'.'.join(map(str, destination))}:{destination_port}: "
                   f"n {n} p50 {latencies[n // 2]:.3f} p90 {latencies[int(0.9 * n)]:.3f} p99 {latencies[int(0.99 * n)]:.3f} max {latencies[-1]:.2f} ms")
+        # A relaying hop on its own (BIRD: from the UPDATE into it to the UPDATE out of it, per route).
+        for into, announced_in in arrivals.items():
+            for out, announced_out in arrivals.items():
+                if out[0] != into[2] or out[2] == into[0]:
+                    continue
+                hops = []
+                for s, t in run.items():
+                    if s in addresses and (a := arrival(announced_in.get(addresses[s], []), t)) is not None \
+                            and (b := arrival(announced_out.get(addresses[s], []), a)) is not None:
+                        hops.append((b - a) * 1000)
+                if len(hops) < len(run) // 2:
+                    continue
+                hops.sort()
+                n = len(hops)
+                print(f"run {number} hop {'.'.join(map(str, into[0]))} -> {'.'.join(map(str, into[2]))} -> {'.'.join(map(str, out[2]))}: "
+                      f"n {n} p50 {hops[n // 2]:.3f} p90 {hops[int(0.9 * n)]:.3f} p99 {hops[int(0.99 * n)]:.3f} max {hops[-1]:.2f} ms")
 
 
 if __name__ == "__main__":
