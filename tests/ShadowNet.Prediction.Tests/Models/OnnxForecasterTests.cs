@@ -32,6 +32,35 @@ public class OnnxForecasterTests
     }
 
     [Fact]
+    public void BatchRunInChunksGivesEachWindowTheAnswerItGetsAlone()
+    {
+        // Two full chunks and a shorter rest, then a smaller batch and the large one again (the bound
+        // tensors change size), each window against its own run.
+        using var forecaster = OnnxForecaster.Load(Model, Pipeline, threads: 2);
+        var count = (2 * OnnxForecaster.ChunkWindows) + 37;
+        var random = new Random(5);
+        var inputs = new float[count * forecaster.WindowValues];
+        for (var i = 0; i < inputs.Length; i++)
+        {
+            inputs[i] = (float)random.NextDouble();
+        }
+
+        var q = forecaster.Contract.Quantiles.Count;
+        var alone = new float[count * q];
+        for (var w = 0; w < count; w++)
+        {
+            forecaster.Predict(inputs.AsSpan(w * forecaster.WindowValues, forecaster.WindowValues), 1, alone.AsSpan(w * q, q));
+        }
+
+        foreach (var batch in new[] { count, 3, count })
+        {
+            var together = new float[batch * q];
+            forecaster.Predict(inputs, batch, together);
+            Assert.All(together.Zip(alone), p => Assert.InRange(p.First, p.Second - 1e-5f, p.Second + 1e-5f));
+        }
+    }
+
+    [Fact]
     public void CommittedModelCarriesTheContractThePipelineNeeds()
     {
         using var forecaster = OnnxForecaster.Load(Model, Pipeline);
