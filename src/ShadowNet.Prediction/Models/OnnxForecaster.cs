@@ -6,8 +6,8 @@ namespace ShadowNet.Prediction.Models;
 /// <summary>
 /// One ONNX Runtime session over a forecaster model, run on a batch of applications at a time. Input
 /// and output buffers are kept between runs and wrapped as tensors without copying, so a steady loop
-/// (same batch size) allocates no managed memory per step. A large batch runs in chunks of
-/// <see cref="ChunkWindows"/>: ONNX Runtime's LSTM first projects the inputs of every step of the
+/// (same batch size) allocates no managed memory per step. A large batch runs in equal chunks of at
+/// most <see cref="ChunkWindows"/>: ONNX Runtime's LSTM first projects the inputs of every step of the
 /// whole batch (4 x hidden floats per step and window: 18 MB for 1,000 windows of 36 steps and 32
 /// units) and then walks that buffer step by step; in chunks it stays in cache, and a batch of 1,000
 /// takes a fifth to a third less time (bench/RESULTS.md, "Forecaster inference").
@@ -94,9 +94,15 @@ public sealed class OnnxForecaster : IDisposable
         var quantileCount = Contract.Quantiles.Count;
         ArgumentOutOfRangeException.ThrowIfLessThan(windows.Length, count * WindowValues, nameof(windows));
         ArgumentOutOfRangeException.ThrowIfLessThan(quantiles.Length, count * quantileCount, nameof(quantiles));
-        // Every run of a large batch has the same shape, the last chunk padded: ONNX Runtime plans its
+        if (count == 0)
+        {
+            return;
+        }
+
+        // Equal chunks, the last padded by fewer windows than there are chunks: ONNX Runtime plans its
         // memory per input shape, and runs alternating between two shapes lost most of the gain.
-        var batch = Bound(Math.Min(count, ChunkWindows));
+        var runs = (count + ChunkWindows - 1) / ChunkWindows;
+        var batch = Bound((count + runs - 1) / runs);
         for (var first = 0; first < count; first += batch.Size)
         {
             var size = Math.Min(batch.Size, count - first);
