@@ -4,13 +4,15 @@ using ShadowNet.Prediction.Features;
 namespace ShadowNet.Prediction.Models;
 
 /// <summary>
-/// One ONNX Runtime session over a forecaster model, run on a batch of applications at a time. Input
+/// ONNX Runtime sessions over a forecaster model, run on a batch of applications at a time. Input
 /// and output buffers are kept between runs and wrapped as tensors without copying, so a steady loop
 /// (same batch size) allocates no managed memory per step. A large batch runs in equal chunks of at
 /// most <see cref="ChunkWindows"/>: ONNX Runtime's LSTM first projects the inputs of every step of the
 /// whole batch (4 x hidden floats per step and window: 18 MB for 1,000 windows of 36 steps and 32
-/// units) and then walks that buffer step by step; in chunks it stays in cache, and a batch of 1,000
-/// takes a fifth to a third less time (bench/RESULTS.md, "Forecaster inference").
+/// units) and then walks that buffer step by step; in chunks it stays in cache. With more than one
+/// thread, each thread has a single-threaded session of its own and takes a share of the chunks: one
+/// hand-off per batch, where ONNX Runtime's own intra-op threads would hand off (and spin) in every
+/// run (bench/RESULTS.md, "Forecaster inference").
 /// </summary>
 public sealed class OnnxForecaster : IDisposable
 {
@@ -20,18 +22,20 @@ public sealed class OnnxForecaster : IDisposable
     /// <summary>Most windows per ONNX Runtime run.</summary>
     public const int ChunkWindows = 128;
 
-    private readonly InferenceSession _session;
-    private readonly RunOptions _run = new();
+    // Lane 0 runs on the caller's thread; the others each on a thread of their own.
+    private readonly Lane[] _lanes;
+    private volatile bool _disposed;
 
-    // Bound tensors of the current run size (a whole small batch, or one chunk), kept while it stays.
-    private BoundBatch? _bound;
-
-    private OnnxForecaster(string source, InferenceSession session, ModelContract contract)
+    private OnnxForecaster(string source, InferenceSession[] sessions, ModelContract contract)
     {
         Source = source;
-        _session = session;
         Contract = contract;
         Layout = FeatureLayout.Of(contract.Features);
+        _lanes = new Lane[sessions.Length];
+        for (var i = 0; i < sessions.Length; i++)
+        {
+            _lanes[i] = new Lane(this, sessions[i], helper: i > 0);
+        }
     }
 
     public string Source { get; }
@@ -49,37 +53,44 @@ public sealed class OnnxForecaster : IDisposable
     /// contract, or one whose contract, inputs or outputs do not match <paramref name="pipelineFeatures"/>
     /// is a <see cref="ModelRejectedException"/> that names the file and the problem.
     /// </summary>
-    /// <param name="threads">ONNX Runtime's intra-op threads: 1 for one window at a time, more for large batches.</param>
+    /// <param name="threads">Threads a batch runs on: 1 for one window at a time, more for large batches.</param>
     public static OnnxForecaster Load(string path, IReadOnlyList<string> pipelineFeatures, int threads = 1)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
         if (!File.Exists(path))
         {
             throw new ModelRejectedException($"model '{path}' does not exist");
         }
 
-        InferenceSession session;
+        var sessions = new List<InferenceSession>(threads);
         try
         {
-            using var options = new SessionOptions { IntraOpNumThreads = threads, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
-            session = new InferenceSession(path, options);
-        }
-        catch (OnnxRuntimeException e)
-        {
-            throw new ModelRejectedException($"model '{path}' cannot be loaded (damaged or not ONNX): {FirstLine(e.Message)}", e);
-        }
+            using var options = new SessionOptions { IntraOpNumThreads = 1, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
+            try
+            {
+                sessions.Add(new InferenceSession(path, options));
+            }
+            catch (OnnxRuntimeException e)
+            {
+                throw new ModelRejectedException($"model '{path}' cannot be loaded (damaged or not ONNX): {FirstLine(e.Message)}", e);
+            }
 
-        try
-        {
+            var session = sessions[0];
             session.ModelMetadata.CustomMetadataMap.TryGetValue(ModelContract.MetadataKey, out var json);
             var contract = ModelContract.Parse(path, json);
             contract.CheckFeatures(path, pipelineFeatures);
             CheckShape(path, session.InputMetadata, InputName, [-1, contract.Window, contract.Features.Count]);
             CheckShape(path, session.OutputMetadata, OutputName, [-1, contract.Quantiles.Count]);
-            return new OnnxForecaster(path, session, contract);
+            while (sessions.Count < threads)
+            {
+                sessions.Add(new InferenceSession(path, options));
+            }
+
+            return new OnnxForecaster(path, [.. sessions], contract);
         }
         catch
         {
-            session.Dispose();
+            sessions.ForEach(s => s.Dispose());
             throw;
         }
     }
@@ -102,33 +113,161 @@ public sealed class OnnxForecaster : IDisposable
         // Equal chunks, the last padded by fewer windows than there are chunks: ONNX Runtime plans its
         // memory per input shape, and runs alternating between two shapes lost most of the gain.
         var runs = (count + ChunkWindows - 1) / ChunkWindows;
-        var batch = Bound((count + runs - 1) / runs);
-        for (var first = 0; first < count; first += batch.Size)
+        var chunk = (count + runs - 1) / runs;
+        var lanes = Math.Min(_lanes.Length, runs);
+        if (lanes == 1)
         {
-            var size = Math.Min(batch.Size, count - first);
-            windows.Slice(first * WindowValues, size * WindowValues).CopyTo(batch.Input);
-            batch.Input.AsSpan(size * WindowValues).Clear();
-            _session.RunWithBinding(_run, batch.Binding);
-            batch.Output.AsSpan(0, size * quantileCount).CopyTo(quantiles.Slice(first * quantileCount, size * quantileCount));
+            _lanes[0].Run(windows, count, quantiles, chunk);
+            return;
+        }
+
+        // Lane k takes chunks [k * runs / lanes, (k + 1) * runs / lanes): the helpers from staged copies.
+        for (var k = 1; k < lanes; k++)
+        {
+            var (first, last) = Share(k, lanes, runs, chunk, count);
+            _lanes[k].Start(windows.Slice(first * WindowValues, (last - first) * WindowValues), last - first, chunk);
+        }
+
+        var (_, mine) = Share(0, lanes, runs, chunk, count);
+        _lanes[0].Run(windows, mine, quantiles, chunk);
+        for (var k = 1; k < lanes; k++)
+        {
+            var (first, last) = Share(k, lanes, runs, chunk, count);
+            _lanes[k].Finish(quantiles.Slice(first * quantileCount, (last - first) * quantileCount));
         }
     }
 
     public void Dispose()
     {
-        _bound?.Dispose();
-        _run.Dispose();
-        _session.Dispose();
+        _disposed = true;
+        foreach (var lane in _lanes)
+        {
+            lane.Dispose();
+        }
     }
 
-    private BoundBatch Bound(int size)
+    private static (int First, int Last) Share(int lane, int lanes, int runs, int chunk, int count) =>
+        (Math.Min(count, lane * runs / lanes * chunk), Math.Min(count, (lane + 1) * runs / lanes * chunk));
+
+    /// <summary>One session and its bound tensors; a helper lane also has its thread and staging buffers.</summary>
+    private sealed class Lane : IDisposable
     {
-        if (_bound?.Size != size)
+        private readonly OnnxForecaster _owner;
+        private readonly InferenceSession _session;
+        private readonly RunOptions _run = new();
+        private readonly Thread? _thread;
+        private readonly SemaphoreSlim _go = new(0);
+        private readonly SemaphoreSlim _done = new(0);
+        private BoundBatch? _bound;
+        private float[] _stagedInput = [];
+        private float[] _stagedOutput = [];
+        private int _stagedCount;
+        private int _stagedChunk;
+        private Exception? _failure;
+
+        public Lane(OnnxForecaster owner, InferenceSession session, bool helper)
         {
-            _bound?.Dispose();
-            _bound = new BoundBatch(_session, size, Contract);
+            _owner = owner;
+            _session = session;
+            if (helper)
+            {
+                _thread = new Thread(HelperLoop) { IsBackground = true, Name = "shadownet-inference" };
+                _thread.Start();
+            }
         }
 
-        return _bound;
+        /// <summary>Runs <paramref name="count"/> windows in chunks of <paramref name="chunk"/> on this thread.</summary>
+        public void Run(ReadOnlySpan<float> windows, int count, Span<float> quantiles, int chunk)
+        {
+            var values = _owner.WindowValues;
+            var quantileCount = _owner.Contract.Quantiles.Count;
+            var batch = Bound(chunk);
+            for (var first = 0; first < count; first += chunk)
+            {
+                var size = Math.Min(chunk, count - first);
+                windows.Slice(first * values, size * values).CopyTo(batch.Input);
+                batch.Input.AsSpan(size * values).Clear();
+                _session.RunWithBinding(_run, batch.Binding);
+                batch.Output.AsSpan(0, size * quantileCount).CopyTo(quantiles.Slice(first * quantileCount, size * quantileCount));
+            }
+        }
+
+        /// <summary>Copies a share of the batch and lets the lane's thread run it.</summary>
+        public void Start(ReadOnlySpan<float> windows, int count, int chunk)
+        {
+            if (_stagedInput.Length < windows.Length)
+            {
+                _stagedInput = new float[windows.Length];
+                _stagedOutput = new float[count * _owner.Contract.Quantiles.Count];
+            }
+
+            windows.CopyTo(_stagedInput);
+            _stagedCount = count;
+            _stagedChunk = chunk;
+            _go.Release();
+        }
+
+        /// <summary>Waits for the lane's share and copies its quantiles out.</summary>
+        public void Finish(Span<float> quantiles)
+        {
+            _done.Wait();
+            if (_failure is { } failure)
+            {
+                _failure = null;
+                throw new InvalidOperationException($"inference failed on a helper thread: {failure.Message}", failure);
+            }
+
+            _stagedOutput.AsSpan(0, quantiles.Length).CopyTo(quantiles);
+        }
+
+        public void Dispose()
+        {
+            if (_thread is not null)
+            {
+                _go.Release();
+                _thread.Join();
+            }
+
+            _bound?.Dispose();
+            _run.Dispose();
+            _session.Dispose();
+            _go.Dispose();
+            _done.Dispose();
+        }
+
+        private void HelperLoop()
+        {
+            while (true)
+            {
+                _go.Wait();
+                if (_owner._disposed)
+                {
+                    return;
+                }
+
+                try
+                {
+                    Run(_stagedInput, _stagedCount, _stagedOutput, _stagedChunk);
+                }
+                catch (Exception e)
+                {
+                    _failure = e;
+                }
+
+                _done.Release();
+            }
+        }
+
+        private BoundBatch Bound(int size)
+        {
+            if (_bound?.Size != size)
+            {
+                _bound?.Dispose();
+                _bound = new BoundBatch(_session, size, _owner.Contract);
+            }
+
+            return _bound;
+        }
     }
 
     /// <summary>Input and output buffers for a batch of one size, wrapped as tensors and bound to the session.</summary>

@@ -34,8 +34,9 @@ public class OnnxForecasterTests
     [Fact]
     public void BatchRunInChunksGivesEachWindowTheAnswerItGetsAlone()
     {
-        // 293 windows: three runs of 98, the last padded by one; then a small batch and the large one
-        // again (the bound tensors change size); each window against its own run.
+        // 293 windows: three runs of 98, the last padded by one, the first on this thread and two on the
+        // helper's session; then a small batch and the large one again (the bound tensors change size);
+        // each window against its own run.
         using var forecaster = OnnxForecaster.Load(Model, Pipeline, threads: 2);
         var count = (2 * OnnxForecaster.ChunkWindows) + 37;
         var random = new Random(5);
