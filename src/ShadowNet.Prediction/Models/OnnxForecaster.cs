@@ -129,11 +129,18 @@ public sealed class OnnxForecaster : IDisposable
         }
 
         var (_, mine) = Share(0, lanes, runs, chunk, count);
-        _lanes[0].Run(windows, mine, quantiles, chunk);
-        for (var k = 1; k < lanes; k++)
+        try
         {
-            var (first, last) = Share(k, lanes, runs, chunk, count);
-            _lanes[k].Finish(quantiles.Slice(first * quantileCount, (last - first) * quantileCount));
+            _lanes[0].Run(windows, mine, quantiles, chunk);
+        }
+        finally
+        {
+            // Even when this thread's share failed: a helper's signal left unread would answer the next batch.
+            for (var k = 1; k < lanes; k++)
+            {
+                var (first, last) = Share(k, lanes, runs, chunk, count);
+                _lanes[k].Finish(quantiles.Slice(first * quantileCount, (last - first) * quantileCount));
+            }
         }
     }
 
