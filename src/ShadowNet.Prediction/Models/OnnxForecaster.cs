@@ -125,7 +125,7 @@ public sealed class OnnxForecaster : IDisposable
         for (var k = 1; k < lanes; k++)
         {
             var (first, last) = Share(k, lanes, runs, chunk, count);
-            _lanes[k].Start(windows.Slice(first * WindowValues, (last - first) * WindowValues), last - first, chunk);
+            _lanes[k].Start(windows, first, last - first, chunk);
         }
 
         var (_, mine) = Share(0, lanes, runs, chunk, count);
@@ -138,8 +138,7 @@ public sealed class OnnxForecaster : IDisposable
             // Even when this thread's share failed: a helper's signal left unread would answer the next batch.
             for (var k = 1; k < lanes; k++)
             {
-                var (first, last) = Share(k, lanes, runs, chunk, count);
-                _lanes[k].Finish(quantiles.Slice(first * quantileCount, (last - first) * quantileCount));
+                _lanes[k].Finish(quantiles);
             }
         }
     }
@@ -163,11 +162,12 @@ public sealed class OnnxForecaster : IDisposable
         private readonly InferenceSession _session;
         private readonly RunOptions _run = new();
         private readonly Thread? _thread;
-        private readonly SemaphoreSlim _go = new(0);
-        private readonly SemaphoreSlim _done = new(0);
+        private readonly SemaphoreSlim? _go;
+        private readonly SemaphoreSlim? _done;
         private BoundBatch? _bound;
         private float[] _stagedInput = [];
         private float[] _stagedOutput = [];
+        private int _stagedFirst;
         private int _stagedCount;
         private int _stagedChunk;
         private Exception? _failure;
@@ -178,6 +178,8 @@ public sealed class OnnxForecaster : IDisposable
             _session = session;
             if (helper)
             {
+                _go = new SemaphoreSlim(0);
+                _done = new SemaphoreSlim(0);
                 _thread = new Thread(HelperLoop) { IsBackground = true, Name = "shadownet-inference" };
                 _thread.Start();
             }
@@ -199,54 +201,55 @@ public sealed class OnnxForecaster : IDisposable
             }
         }
 
-        /// <summary>Copies a share of the batch and lets the lane's thread run it.</summary>
-        public void Start(ReadOnlySpan<float> windows, int count, int chunk)
+        /// <summary>Copies windows [first, first + count) of the batch and lets the lane's thread run them.</summary>
+        public void Start(ReadOnlySpan<float> windows, int first, int count, int chunk)
         {
-            if (_stagedInput.Length < windows.Length)
+            var values = _owner.WindowValues;
+            if (_stagedInput.Length < count * values)
             {
-                _stagedInput = new float[windows.Length];
+                _stagedInput = new float[count * values];
                 _stagedOutput = new float[count * _owner.Contract.Quantiles.Count];
             }
 
-            windows.CopyTo(_stagedInput);
-            _stagedCount = count;
-            _stagedChunk = chunk;
-            _go.Release();
+            windows.Slice(first * values, count * values).CopyTo(_stagedInput);
+            (_stagedFirst, _stagedCount, _stagedChunk) = (first, count, chunk);
+            _go!.Release();
         }
 
-        /// <summary>Waits for the lane's share and copies its quantiles out.</summary>
+        /// <summary>Waits for the lane's share and copies its quantiles to their place in the batch's.</summary>
         public void Finish(Span<float> quantiles)
         {
-            _done.Wait();
+            _done!.Wait();
             if (_failure is { } failure)
             {
                 _failure = null;
                 throw new InvalidOperationException($"inference failed on a helper thread: {failure.Message}", failure);
             }
 
-            _stagedOutput.AsSpan(0, quantiles.Length).CopyTo(quantiles);
+            var quantileCount = _owner.Contract.Quantiles.Count;
+            _stagedOutput.AsSpan(0, _stagedCount * quantileCount).CopyTo(quantiles.Slice(_stagedFirst * quantileCount));
         }
 
         public void Dispose()
         {
             if (_thread is not null)
             {
-                _go.Release();
+                _go!.Release();
                 _thread.Join();
             }
 
             _bound?.Dispose();
             _run.Dispose();
             _session.Dispose();
-            _go.Dispose();
-            _done.Dispose();
+            _go?.Dispose();
+            _done?.Dispose();
         }
 
         private void HelperLoop()
         {
             while (true)
             {
-                _go.Wait();
+                _go!.Wait();
                 if (_owner._disposed)
                 {
                     return;
@@ -261,7 +264,7 @@ public sealed class OnnxForecaster : IDisposable
                     _failure = e;
                 }
 
-                _done.Release();
+                _done!.Release();
             }
         }
 
