@@ -48,18 +48,26 @@ internal static class ExternalProcess
 }
 
 /// <summary>Hands out loopback TCP ports no other test in this run uses.</summary>
+/// <remarks>
+/// Ports come from 10000-32767, below Linux' ephemeral range (32768-60999): a port found free there can
+/// still be taken a moment later as the local port of some connection (a peer connecting out), and the
+/// peer meant to listen on it then never comes up. The probe binds every address, so a port bound on
+/// any loopback address (BIRD on 127.0.0.2) counts as taken.
+/// </remarks>
 internal static class TestPorts
 {
-    private static int _next = 20000 + Environment.ProcessId % 2000 * 10;
+    private const int First = 10_000;
+    private const int Last = 32_767;
+    private static int _next = First + Environment.ProcessId % 2000 * 10;
 
     public static int Next()
     {
         while (true)
         {
-            var port = Interlocked.Increment(ref _next);
+            var port = First + (Interlocked.Increment(ref _next) - First) % (Last - First + 1);
             try
             {
-                using var probe = new TcpListener(IPAddress.Loopback, port);
+                using var probe = new TcpListener(IPAddress.Any, port);
                 probe.Start();
                 return port;
             }
