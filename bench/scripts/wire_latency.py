@@ -42,6 +42,8 @@ def packets(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("capture")
+    parser.add_argument("--slowest", type=int, default=0, metavar="N",
+                        help="also list, per line, when (s into the run) its N slowest routes were created: to tell stalls that recur on a period from scattered ones")
     args = parser.parse_args()
 
     runs = []             # per run: sequence -> time the create left (sequences start again each run)
@@ -110,29 +112,39 @@ def main():
     print(f"hook ports {sorted(current)}: {sum(map(len, runs))} creates, {sum(map(len, address_of))} replies with an address, {len(runs)} runs")
     for number, (run, addresses) in enumerate(zip(runs, address_of), 1):
         for (source, source_port, destination, destination_port), announced in arrivals.items():
-            latencies = sorted((a - t) * 1000 for s, t in run.items()
-                               if s in addresses and (a := arrival(announced.get(addresses[s], []), t)) is not None)
+            timed = [((a - t) * 1000, t) for s, t in run.items()
+                     if s in addresses and (a := arrival(announced.get(addresses[s], []), t)) is not None]
+            latencies = sorted(latency for latency, _ in timed)
             if len(latencies) < len(run) // 2:
                 continue
             n = len(latencies)
             print(f"run {number} ({len(run)} creates) {'.'.join(map(str, source))}:{source_port} -> {'.'.join(map(str, destination))}:{destination_port}: "
                   f"n {n} p50 {latencies[n // 2]:.3f} p90 {latencies[int(0.9 * n)]:.3f} p99 {latencies[int(0.99 * n)]:.3f} max {latencies[-1]:.2f} ms")
+            slowest(timed, min(run.values()), args.slowest)
         # A relaying hop on its own (BIRD: from the UPDATE into it to the UPDATE out of it, per route).
         for into, announced_in in arrivals.items():
             for out, announced_out in arrivals.items():
                 if out[0] != into[2] or out[2] == into[0]:
                     continue
-                hops = []
+                timed_hops = []
                 for s, t in run.items():
                     if s in addresses and (a := arrival(announced_in.get(addresses[s], []), t)) is not None \
                             and (b := arrival(announced_out.get(addresses[s], []), a)) is not None:
-                        hops.append((b - a) * 1000)
-                if len(hops) < len(run) // 2:
+                        timed_hops.append(((b - a) * 1000, t))
+                if len(timed_hops) < len(run) // 2:
                     continue
-                hops.sort()
+                hops = sorted(hop for hop, _ in timed_hops)
                 n = len(hops)
                 print(f"run {number} hop {'.'.join(map(str, into[0]))} -> {'.'.join(map(str, into[2]))} -> {'.'.join(map(str, out[2]))}: "
                       f"n {n} p50 {hops[n // 2]:.3f} p90 {hops[int(0.9 * n)]:.3f} p99 {hops[int(0.99 * n)]:.3f} max {hops[-1]:.2f} ms")
+                slowest(timed_hops, min(run.values()), args.slowest)
+
+
+def slowest(timed, start, count):
+    """Prints 'seconds into the run: ms' for the count slowest of (latency ms, create time) pairs, in time order."""
+    if count > 0:
+        worst = sorted(sorted(timed, reverse=True)[:count], key=lambda pair: pair[1])
+        print("    slowest: " + " ".join(f"{t - start:.3f}s:{latency:.2f}" for latency, t in worst))
 
 
 if __name__ == "__main__":
