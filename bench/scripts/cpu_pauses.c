@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { MaxCpus = 64, MaxPauses = 100000 };
+enum { MaxCpus = 64 };
 
 typedef struct {
     int cpu;

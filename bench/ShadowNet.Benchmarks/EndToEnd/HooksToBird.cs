@@ -188,8 +188,8 @@ internal static class HooksToBird
 
     /// <summary>
     /// CPU time the hypervisor took from this virtual machine's CPUs so far, all CPUs summed (the steal
-    /// column of /proc/stat, in 10 ms ticks): while it runs another guest, none of our processes runs,
-    /// whatever their priority, so a run that lost more of it has the longer tail.
+    /// column of /proc/stat, in 10 ms ticks, so coarse): while it runs another guest, none of our
+    /// processes runs, whatever their priority.
     /// </summary>
     private static double StolenMilliseconds()
     {
