@@ -172,7 +172,7 @@ def miss_windows(path):
 class Forecaster(nn.Module):
     """LSTM over the window; quantiles kept in order by adding non-negative steps to the median."""
 
-    def __init__(self, hidden=32, steps_per_cell=1):
+    def __init__(self, hidden=24, steps_per_cell=1):
         super().__init__()
         self.steps_per_cell = steps_per_cell
         self.lstm = nn.LSTM(len(FEATURES) * steps_per_cell, hidden, batch_first=True)
@@ -203,9 +203,9 @@ def main():
     parser.add_argument("--window", type=int, default=WINDOW, help="steps of history per window (5-minute steps)")
     parser.add_argument("--quantiles", default=",".join(map(str, QUANTILES)), help="comma-separated, increasing (e.g. 0.5,0.9,0.99,0.999)")
     parser.add_argument("--horizon", type=int, default=HORIZON, help="steps ahead whose most instances are forecast")
-    parser.add_argument("--hidden", type=int, default=32, help="LSTM hidden units (inference cost grows with their square)")
+    parser.add_argument("--hidden", type=int, default=24, help="LSTM hidden units (inference cost grows with their square; 24 since stop 18)")
     parser.add_argument("--steps-per-cell", type=int, default=1, help="consecutive steps the LSTM reads per recurrence (divides --window)")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=11, help="11 trained the committed model (7 gave a worse one with 24 units)")
     parser.add_argument("--no-scale-feature", action="store_true",
                         help="leave out 'log_scale' (ln of the window's scale: the level the scaled inputs are relative to), as models before 2026-12-02 did")
     parser.add_argument("--from", dest="misses", help="JSON lines of misses (shadownet export-training-data): their windows are added to training, weighted")

@@ -8,7 +8,7 @@ namespace ShadowNet.Prediction.Models;
 /// and output buffers are kept between runs and wrapped as tensors without copying, so a steady loop
 /// (same batch size) allocates no managed memory per step. A large batch runs in equal chunks of at
 /// most <see cref="ChunkWindows"/>: ONNX Runtime's LSTM first projects the inputs of every step of the
-/// whole batch (4 x hidden floats per step and window: 18 MB for 1,000 windows of 36 steps and 32
+/// whole batch (4 x hidden floats per step and window: 14 MB for 1,000 windows of 36 steps and 24
 /// units) and then walks that buffer step by step; in chunks it stays in cache. With more than one
 /// thread, each thread has a single-threaded session of its own and takes a share of the chunks: one
 /// hand-off per batch, where ONNX Runtime's own intra-op threads would hand off (and spin) in every
