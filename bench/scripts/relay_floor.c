@@ -78,15 +78,15 @@ int main(int argc, char **argv)
         }
     }
 
-    double *latencies = malloc(sizeof(double) * count);
     pid_t collector = fork();
     if (collector == 0) {
+        double *latencies = malloc(sizeof(double) * count);
+        struct timeval wait = { .tv_sec = 1 }; // so that lost datagrams end the run
+        setsockopt(receiver, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
         long received = 0;
         double last = now();
         while (received < count && now() - last < 2) {
             double sent;
-            struct timeval wait = { .tv_sec = 1 };
-            setsockopt(receiver, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
             if (recv(receiver, &sent, sizeof sent, 0) == sizeof sent) {
                 last = now();
                 latencies[received++] = (last - sent) * 1e3;
