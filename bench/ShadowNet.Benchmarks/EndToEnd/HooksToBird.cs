@@ -39,7 +39,7 @@ namespace ShadowNet.Benchmarks.EndToEnd;
 /// BENCH_WIRE_PROBE=1 adds a probe peering with shadownetd directly (its own part apart from BIRD's),
 /// BENCH_DUMP=FILE writes each open-loop create's send time, latency and send timestamp (CLOCK_MONOTONIC seconds, to line up
 /// with perf record -k CLOCK_MONOTONIC) to FILE.RUN (and FILE.RUN.wire with the wire probe), and
-/// BENCH_DAEMON_TC=0|1 sets the daemon's tiered compilation.
+/// BENCH_DAEMON_TC=0|1 sets the daemon's tiered compilation; BENCH_DAEMON_ENV="NAME=value;..." sets variables for the daemon alone.
 /// </remarks>
 internal static class HooksToBird
 {
@@ -128,6 +128,7 @@ internal static class HooksToBird
         await Task.Delay(250); // the daemon's answer to the scrape is done before the first create
         var runnerBefore = (Collections: GC.CollectionCount(0), Pause: GC.GetTotalPauseDuration());
         var stolenBefore = StolenMilliseconds();
+        var cpuBefore = lab.DaemonCpuSeconds();
         var clock = Stopwatch.StartNew();
         var started = Stopwatch.GetTimestamp();
         for (var i = 0; i < events; i++)
@@ -144,6 +145,7 @@ internal static class HooksToBird
 
         var sending = clock.Elapsed.TotalSeconds;
         var stolen = StolenMilliseconds() - stolenBefore;
+        var cpu = lab.DaemonCpuSeconds() - cpuBefore;
         await load.WaitForAcksAsync(TimeSpan.FromSeconds(10));
         var creates = load.Creates;
         await lab.Probe.WaitForAsync(load.CreatedAddresses(), TimeSpan.FromSeconds(20));
@@ -170,6 +172,7 @@ internal static class HooksToBird
 
         figures["shadownet open loop: events/s sent"] = events / sending;
         figures["machine: CPU stolen by the hypervisor while sending, ms per s"] = stolen / sending;
+        figures["shadownet open loop: daemon CPU ms per s"] = cpu * 1000 / sending;
         figures["shadownet open loop: events lost"] = events - load.Acknowledged;
         figures["shadownet create->BIRD p50 ms"] = Percentile(latencies, 0.50);
         figures["shadownet create->BIRD p90 ms"] = Percentile(latencies, 0.90);
@@ -737,6 +740,13 @@ internal static class HooksToBird
                 if (Environment.GetEnvironmentVariable("BENCH_DAEMON_TC") is { Length: > 0 } tiered)
                 {
                     start.Environment["DOTNET_TieredCompilation"] = tiered;
+                }
+
+                // BENCH_DAEMON_ENV="NAME=value;NAME=value": runtime settings for the daemon alone.
+                foreach (var setting in (Environment.GetEnvironmentVariable("BENCH_DAEMON_ENV") ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries))
+                {
+                    var parts = setting.Split('=', 2);
+                    start.Environment[parts[0]] = parts.Length == 2 ? parts[1] : "";
                 }
             }
 

@@ -1,0 +1,379 @@
+// The least any speaker can take on this machine to get a route into BIRD: bench/hooks-to-bird.sh's
+// open loop with shadownetd replaced by a relay that does nothing but turn each datagram into a BGP
+// UPDATE. A sender sends create and delete datagrams on loopback at a given rate, in 1 ms ticks, the
+// same sequence as the bench (creates until 1,000 are live, then a create and a delete of the oldest by
+// turns); one relay process reads them in batches (recvmmsg) and writes one UPDATE per batch and kind
+// to BIRD over its BGP session; BIRD (holding the bench's 100,000 routes, started by bench/bgp-floor.sh)
+// passes them to a probe process that records when each /32 arrives. No allocation, store, MAC, reply
+// or thread hand-off: what is left is the wake-ups, the TCP hops, BIRD's own work and the machine.
+// Run: bench/bgp-floor.sh [rate per s] [seconds] [runs]
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { LiveInstances = 1000, Batch = 64, RelayAs = 65003, ProbeAs = 65005 };
+static const uint32_t FirstAddress = 0x0A400000; // 10.64.0.0, as the bench's shadow pool
+
+// Shared between the processes (an anonymous shared mapping made before fork).
+struct shared {
+    volatile int relay_up, probe_up, done;
+    int64_t *sent, *arrived; // ns, CLOCK_MONOTONIC, per create
+};
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void die(const char *what)
+{
+    perror(what);
+    exit(2);
+}
+
+static struct sockaddr_in endpoint(const char *address, int port)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+    inet_pton(AF_INET, address, &a.sin_addr);
+    return a;
+}
+
+static void write_all(int s, const uint8_t *data, size_t length)
+{
+    while (length > 0) {
+        ssize_t n = write(s, data, length);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            die("write to BIRD");
+        data += n;
+        length -= (size_t)n;
+    }
+}
+
+// Reads one BGP message into buffer (at least 4096 bytes); returns its type, or -1 at end of stream.
+static int read_message(int s, uint8_t *buffer, int *length)
+{
+    int have = 0, need = 19;
+    while (have < need) {
+        ssize_t n = read(s, buffer + have, (size_t)(need - have));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        have += (int)n;
+        if (have == 19 && need == 19) {
+            need = buffer[16] << 8 | buffer[17];
+            if (need < 19 || need > 4096) {
+                fprintf(stderr, "bad BGP length %d\n", need);
+                exit(2);
+            }
+        }
+    }
+    *length = have;
+    return buffer[18];
+}
+
+static size_t header(uint8_t *m, int type)
+{
+    memset(m, 0xff, 16);
+    m[18] = (uint8_t)type;
+    return 19;
+}
+
+static void set_length(uint8_t *m, size_t length)
+{
+    m[16] = (uint8_t)(length >> 8);
+    m[17] = (uint8_t)length;
+}
+
+// OPEN (IPv4 unicast and four-octet AS capabilities), then the peer's OPEN and KEEPALIVE, answered with
+// a KEEPALIVE: 0 once the session is established, -1 if BIRD closed it.
+static int establish(int s, int as, const char *id)
+{
+    uint8_t m[4096];
+    size_t n = header(m, 1);
+    m[n++] = 4;
+    m[n++] = (uint8_t)(as >> 8);
+    m[n++] = (uint8_t)as;
+    m[n++] = 0;
+    m[n++] = 90; // hold time
+    struct in_addr router;
+    inet_pton(AF_INET, id, &router);
+    memcpy(m + n, &router, 4);
+    n += 4;
+    const uint8_t parameters[] = { 14, 2, 12, 1, 4, 0, 1, 0, 1, 65, 4, 0, 0, (uint8_t)(as >> 8), (uint8_t)as };
+    memcpy(m + n, parameters, sizeof parameters);
+    n += sizeof parameters;
+    set_length(m, n);
+    write_all(s, m, n);
+
+    int length, type, keepalive_sent = 0;
+    while ((type = read_message(s, m, &length)) != 4 || !keepalive_sent) {
+        if (type == 1 && !keepalive_sent) {
+            uint8_t k[19];
+            header(k, 4);
+            set_length(k, 19);
+            write_all(s, k, 19);
+            keepalive_sent = 1;
+        } else if (type == 3 || type < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+// Relay: datagrams of 5 bytes (1 = create, 2 = delete; then the instance number, big-endian) become
+// one UPDATE of withdrawals and one of announcements per batch, written together.
+static void relay(struct shared *shared, int udp_port, int bird_port)
+{
+    int udp = socket(AF_INET, SOCK_DGRAM, 0);
+    int size = 8 << 20;
+    setsockopt(udp, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    struct sockaddr_in local = endpoint("127.0.0.3", udp_port);
+    if (bind(udp, (struct sockaddr *)&local, sizeof local) != 0)
+        die("bind the relay's UDP port");
+
+    // BIRD may still be closing the previous run's session: try again for up to 30 s.
+    int bgp = -1, one = 1;
+    for (int attempt = 0; bgp < 0 && attempt < 300 && !shared->done; attempt++) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        setsockopt(s, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof one);
+        struct sockaddr_in from = endpoint("127.0.0.3", 0), bird = endpoint("127.0.0.2", bird_port);
+        if (bind(s, (struct sockaddr *)&from, sizeof from) == 0 && connect(s, (struct sockaddr *)&bird, sizeof bird) == 0
+            && establish(s, RelayAs, "127.0.0.3") == 0) {
+            bgp = s;
+        } else {
+            close(s);
+            usleep(100000);
+        }
+    }
+    if (bgp < 0)
+        return;
+    shared->relay_up = 1;
+
+    uint8_t datagrams[Batch][8];
+    struct iovec iov[Batch];
+    struct mmsghdr messages[Batch];
+    for (int i = 0; i < Batch; i++) {
+        iov[i] = (struct iovec){ datagrams[i], sizeof datagrams[i] };
+        messages[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iov[i], .msg_iovlen = 1 } };
+    }
+    static const uint8_t attributes[] = {
+        0x40, 1, 1, 0,                                  // ORIGIN IGP
+        0x40, 2, 6, 2, 1, 0, 0, RelayAs >> 8, RelayAs & 0xff, // AS_PATH: 65003
+        0x40, 3, 4, 192, 0, 2, 1,                        // NEXT_HOP 192.0.2.1
+    };
+    uint8_t out[2 * 4096];
+    struct pollfd readable = { .fd = udp, .events = POLLIN };
+    while (!shared->done) {
+        // recvmmsg's own timeout is only checked between datagrams: poll, so that the relay can stop.
+        if (poll(&readable, 1, 200) <= 0)
+            continue;
+        int n = recvmmsg(udp, messages, Batch, MSG_WAITFORONE, NULL);
+        if (n <= 0)
+            continue;
+        uint8_t *withdraw = out, *announce = out + 4096;
+        size_t w = header(withdraw, 2) + 2, a = header(announce, 2) + 4;
+        for (int i = 0; i < n; i++) {
+            uint32_t address = FirstAddress + ((uint32_t)datagrams[i][1] << 24 | datagrams[i][2] << 16 | datagrams[i][3] << 8 | datagrams[i][4]);
+            uint8_t *to = datagrams[i][0] == 1 ? announce + a : withdraw + w;
+            to[0] = 32;
+            to[1] = (uint8_t)(address >> 24);
+            to[2] = (uint8_t)(address >> 16);
+            to[3] = (uint8_t)(address >> 8);
+            to[4] = (uint8_t)address;
+            if (datagrams[i][0] == 1)
+                a += 5;
+            else
+                w += 5;
+        }
+        size_t total = 0;
+        if (w > 21) {
+            withdraw[19] = (uint8_t)((w - 21) >> 8);
+            withdraw[20] = (uint8_t)(w - 21);
+            withdraw[w] = withdraw[w + 1] = 0; // no attributes
+            w += 2;
+            set_length(withdraw, w);
+            total = w;
+        }
+        if (a > 23) {
+            // Withdrawn length 0, the attributes, then the NLRI already written after room for them.
+            size_t nlri = a - 23;
+            memmove(announce + 23 + sizeof attributes, announce + 23, nlri);
+            announce[19] = announce[20] = 0;
+            announce[21] = 0;
+            announce[22] = sizeof attributes;
+            memcpy(announce + 23, attributes, sizeof attributes);
+            a += sizeof attributes;
+            set_length(announce, a);
+            memmove(out + total, announce, a);
+            total += a;
+        }
+        write_all(bgp, out, total);
+    }
+    close(bgp);
+}
+
+// Probe: the passive peer BIRD exports to; records the first arrival of every announced /32.
+static void probe(struct shared *shared, int port, int instances)
+{
+    int listener = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in local = endpoint("127.0.0.5", port);
+    if (bind(listener, (struct sockaddr *)&local, sizeof local) != 0 || listen(listener, 1) != 0)
+        die("listen for BIRD");
+    int s = accept(listener, NULL, NULL);
+    if (s < 0)
+        die("accept BIRD");
+    if (establish(s, ProbeAs, "127.0.0.5") != 0) {
+        fprintf(stderr, "BIRD closed the probe's session\n");
+        return;
+    }
+    shared->probe_up = 1;
+
+    uint8_t m[4096];
+    int length, type;
+    struct pollfd readable = { .fd = s, .events = POLLIN };
+    while (!shared->done) {
+        if (poll(&readable, 1, 200) <= 0)
+            continue;
+        if ((type = read_message(s, m, &length)) < 0)
+            break;
+        if (type != 2)
+            continue;
+        int64_t at = now_ns();
+        int withdrawn = m[19] << 8 | m[20];
+        int at_attributes = 21 + withdrawn;
+        int attributes = m[at_attributes] << 8 | m[at_attributes + 1];
+        for (int i = at_attributes + 2 + attributes; i + 4 < length; i += 5) {
+            if (m[i] != 32)
+                break; // only /32s are sent
+            uint32_t address = (uint32_t)m[i + 1] << 24 | m[i + 2] << 16 | m[i + 3] << 8 | m[i + 4];
+            uint32_t instance = address - FirstAddress;
+            if (instance < (uint32_t)instances && shared->arrived[instance] == 0)
+                shared->arrived[instance] = at;
+        }
+    }
+}
+
+static int compare(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 6) {
+        fprintf(stderr, "usage: bgp_floor rate seconds bird-port probe-port udp-port (bench/bgp-floor.sh starts BIRD)\n");
+        return 2;
+    }
+    int rate = atoi(argv[1]), bird_port = atoi(argv[3]), probe_port = atoi(argv[4]), udp_port = atoi(argv[5]);
+    double seconds = atof(argv[2]);
+    if (rate < 1 || rate > 1000000 || seconds <= 0 || seconds > 600) {
+        fprintf(stderr, "rate 1-1000000, seconds up to 600\n");
+        return 2;
+    }
+    // One unmeasured second first, as in the bench.
+    int warm = rate, events = warm + (int)(rate * seconds);
+    struct shared *shared = mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    shared->sent = mmap(NULL, (size_t)events * 8, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    shared->arrived = mmap(NULL, (size_t)events * 8, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shared == MAP_FAILED || shared->sent == MAP_FAILED || shared->arrived == MAP_FAILED)
+        die("mmap");
+
+    pid_t children[2];
+    if ((children[0] = fork()) == 0) {
+        probe(shared, probe_port, events);
+        _exit(0);
+    }
+    if ((children[1] = fork()) == 0) {
+        relay(shared, udp_port, bird_port);
+        _exit(0);
+    }
+    for (int i = 0; i < 600 && !(shared->relay_up && shared->probe_up); i++)
+        usleep(50000);
+    if (!(shared->relay_up && shared->probe_up)) {
+        fprintf(stderr, "sessions with BIRD not up after 30 s (relay %d, probe %d)\n", shared->relay_up, shared->probe_up);
+        shared->done = 1;
+        return 2;
+    }
+    usleep(500000);
+
+    int udp = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in relay_address = endpoint("127.0.0.3", udp_port);
+    if (connect(udp, (struct sockaddr *)&relay_address, sizeof relay_address) != 0)
+        die("connect to the relay");
+    int created = 0, deleted = 0, measured_from = -1;
+    int64_t started = now_ns();
+    for (int i = 0; i < events; i++) {
+        if (i == warm)
+            started = now_ns(), measured_from = created;
+        int64_t due = started + (int64_t)((i - (i >= warm ? warm : 0)) * 1e9 / rate);
+        if (due - now_ns() > 1000000) {
+            struct timespec tick = { 0, 1000000 };
+            nanosleep(&tick, NULL);
+        }
+        int create = created - deleted < LiveInstances || i % 2 == 0;
+        int instance = create ? created++ : deleted++;
+        uint8_t datagram[5] = { (uint8_t)(create ? 1 : 2), (uint8_t)(instance >> 24), (uint8_t)(instance >> 16), (uint8_t)(instance >> 8), (uint8_t)instance };
+        if (create)
+            shared->sent[instance] = now_ns();
+        if (send(udp, datagram, sizeof datagram, 0) != (ssize_t)sizeof datagram)
+            die("send");
+    }
+    double sending = (now_ns() - started) / 1e9;
+
+    // Until every measured create has arrived, or 10 s.
+    int missing = 0;
+    for (int64_t until = now_ns() + 10000000000LL; now_ns() < until; usleep(10000)) {
+        missing = 0;
+        for (int i = measured_from; i < created; i++)
+            missing += shared->arrived[i] == 0;
+        if (missing == 0)
+            break;
+    }
+    double waited = (now_ns() - started) / 1e9;
+    shared->done = 1;
+    for (int i = 0; i < 2; i++)
+        waitpid(children[i], NULL, 0);
+    // CPU of all three processes from the first measured send to the end, warm-up and set-up included:
+    // an upper bound, to set beside the bench's daemon CPU figure.
+    struct rusage self, children_usage;
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &children_usage);
+    double cpu = self.ru_utime.tv_sec + self.ru_stime.tv_sec + children_usage.ru_utime.tv_sec + children_usage.ru_stime.tv_sec
+        + (self.ru_utime.tv_usec + self.ru_stime.tv_usec + children_usage.ru_utime.tv_usec + children_usage.ru_stime.tv_usec) / 1e6;
+
+    int count = 0;
+    int64_t *latencies = malloc((size_t)(created - measured_from) * 8);
+    for (int i = measured_from; i < created; i++)
+        if (shared->arrived[i] != 0)
+            latencies[count++] = shared->arrived[i] - shared->sent[i];
+    qsort(latencies, (size_t)count, 8, compare);
+    if (count == 0) {
+        fprintf(stderr, "no route arrived\n");
+        return 1;
+    }
+#define AT(q) (latencies[(int)((count - 1) * (q))] / 1e6)
+    printf("floor speaker, %.0f events/s for %.1f s (%d creates): create -> BIRD ms p50 %.3f p90 %.3f p99 %.3f p99.9 %.3f max %.3f;"
+           " missing %d; sender, relay and probe CPU at most %.0f ms per s\n",
+           (events - warm) / sending, sending, created - measured_from, AT(0.5), AT(0.9), AT(0.99), AT(0.999), AT(1.0), missing,
+           cpu * 1000 / waited);
+    return missing == 0 ? 0 : 1;
+}
