@@ -1,15 +1,40 @@
 #!/usr/bin/env bash
 # The floor under bench/hooks-to-bird.sh's create -> route-in-BIRD latency on this machine: the same
 # open loop and the same BIRD (100,000 static routes, re-exporting to a probe), with shadownetd replaced
-# by a relay that only turns datagrams into UPDATEs (bench/scripts/bgp_floor.c). Needs gcc and bird2.
-# Usage: bench/bgp-floor.sh [rate events/s] [seconds] [runs]     (defaults: 10000 5 3)
+# by a relay that only turns datagrams into UPDATEs (bench/scripts/bgp_floor.c). With `shadownetd` the
+# same C sender and probe drive the real daemon instead (store sync=full, a warm pool of 1,000, as in
+# the bench); `both` alternates the two, run by run. Needs gcc, libssl-dev and bird2.
+# Usage: bench/bgp-floor.sh [rate events/s] [seconds] [runs] [relay|shadownetd|both]   (10000 5 3 relay)
+# BENCH_SYNC=normal runs the daemon without an fsync per commit. shadownetd's pool, a /14 whose
+# addresses are not reused within an hour, holds about eight runs of 10,000 events/s for 5 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x /usr/sbin/bird ] || { echo "needs bird2 (scripts/test installs it)"; exit 2; }
+[ -f /usr/include/openssl/hmac.h ] || { echo "needs libssl-dev (apt-get install libssl-dev)"; exit 2; }
+speakers=${4:-relay}
+case "$speakers" in relay|shadownetd|both) ;; *) echo "speakers: relay, shadownetd or both"; exit 2 ;; esac
 folder=$(mktemp -d /tmp/shadownet-bgp-floor-XXXXXX)
-trap 'kill "$(cat "$folder/bird.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$folder"' EXIT
-gcc -O2 -Wall -o "$folder/bgp_floor" bench/scripts/bgp_floor.c
-bird_port=31731 probe_port=31732 udp_port=31733
+daemon_pid=
+stop_daemon() { [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null; daemon_pid=; }
+trap 'stop_daemon; kill "$(cat "$folder/bird.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$folder"' EXIT
+gcc -O2 -Wall -o "$folder/bgp_floor" bench/scripts/bgp_floor.c -lcrypto
+# SHADOWNETD_DLL runs another build of the daemon (a worktree's, to compare two side by side).
+daemon_dll=${SHADOWNETD_DLL:-src/ShadowNet.Daemon/bin/Release/net10.0/shadownetd.dll}
+[ "$speakers" = relay ] || [ -n "${SHADOWNETD_DLL:-}" ] || dotnet build -c Release src/ShadowNet.Daemon -v q -nologo >/dev/null
+bird_port=31731 probe_port=31732 udp_port=31733 hook_port=31734 metrics_port=31735
+key=62656e63682d6b65792d6f6e6c792d6c6f6f706261636b # the bench's
+cat > "$folder/shadownetd.json" <<CONF
+{
+  "store": { "path": "$folder/state.db", "sync": "${BENCH_SYNC:-full}" },
+  "bgp": { "localAs": 65003, "routerId": "127.0.0.3", "gracefulRestart": 0,
+    "peers": [ { "address": "127.0.0.2", "port": $bird_port, "remoteAs": 65002, "localAddress": "127.0.0.3", "families": [ "ipv4" ] } ] },
+  "pools": [ { "name": "bench", "kind": "shadow", "prefixes": [ "10.64.0.0/14" ], "application": "bench", "reuseDelay": "01:00:00" } ],
+  "warm": [ { "application": "bench", "count": 1000 } ],
+  "routes": { "defaultNextHopV4": "192.0.2.1" },
+  "hooks": { "udp": { "listen": "127.0.0.1:$hook_port", "keys": { "1": "$key" } } },
+  "metrics": { "listen": "127.0.0.1:$metrics_port" }
+}
+CONF
 {
   echo "router id 127.0.0.2;"
   echo "protocol device {}"
@@ -27,9 +52,10 @@ template bgp common {
   connect delay time 1; connect retry time 1;
 }
 protocol bgp sn from common { neighbor 127.0.0.3 as 65003; passive on; ipv4 { import all; export none; }; }
+protocol bgp relay from common { neighbor 127.0.0.7 as 65003; passive on; ipv4 { import all; export none; }; }
 protocol bgp probe from common {
   neighbor 127.0.0.5 port $probe_port as 65005;
-  ipv4 { import none; export filter { if proto = "sn" then accept; reject; }; };
+  ipv4 { import none; export filter { if proto = "sn" || proto = "relay" then accept; reject; }; };
 }
 CONF
 } > "$folder/bird.conf"
@@ -38,6 +64,22 @@ for _ in $(seq 1 100); do
   /usr/sbin/birdc -s "$folder/bird.ctl" show route count 2>/dev/null | grep -q '100000 of 100000' && break
   sleep 0.2
 done
+established() { /usr/sbin/birdc -s "$folder/bird.ctl" show protocols sn | grep -q Established; }
+if [ "$speakers" != relay ]; then
+  # One daemon for all runs, peered with BIRD and warmed up by one unmeasured run (its methods compiled
+  # and re-compiled, as the bench's warm-up loop does) before the first measured one.
+  dotnet "$daemon_dll" --config "$folder/shadownetd.json" \
+    --Logging:LogLevel:Default Warning &
+  daemon_pid=$!
+  for _ in $(seq 1 150); do established && break; sleep 0.2; done
+  established || { echo "shadownetd did not peer with BIRD"; exit 1; }
+  timeout 120 "$folder/bgp_floor" "${1:-10000}" "${2:-5}" "$bird_port" "$probe_port" "$hook_port" "$key" 0 | sed 's/^/(warm-up) /'
+fi
 for run in $(seq 1 "${3:-3}"); do
-  timeout 120 "$folder/bgp_floor" "${1:-10000}" "${2:-5}" "$bird_port" "$probe_port" "$udp_port"
+  if [ "$speakers" != shadownetd ]; then
+    timeout 120 "$folder/bgp_floor" "${1:-10000}" "${2:-5}" "$bird_port" "$probe_port" "$udp_port"
+  fi
+  if [ "$speakers" != relay ]; then
+    timeout 120 "$folder/bgp_floor" "${1:-10000}" "${2:-5}" "$bird_port" "$probe_port" "$hook_port" "$key" "$run"
+  fi
 done
