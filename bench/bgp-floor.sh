@@ -40,10 +40,7 @@ CONF
   echo "protocol device {}"
   echo "protocol static preload {"
   echo "  ipv4;"
-  for i in $(seq 0 99999); do
-    [ "$i" -lt 65536 ] && net=172.16 || net=172.17
-    echo "  route $net.$(( i >> 8 & 255 )).$(( i & 255 ))/32 blackhole;"
-  done
+  seq 0 99999 | awk '{ printf "  route 172.%d.%d.%d/32 blackhole;\n", $1 < 65536 ? 16 : 17, int($1 / 256) % 256, $1 % 256 }'
   echo "}"
   cat <<CONF
 template bgp common {
@@ -65,6 +62,9 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 established() { /usr/sbin/birdc -s "$folder/bird.ctl" show protocols sn | grep -q Established; }
+# One run of the C tool: with a key and a run number it drives shadownetd, without them the relay.
+rate=${1:-10000} seconds=${2:-5}
+run_floor() { timeout 120 "$folder/bgp_floor" "$rate" "$seconds" "$bird_port" "$probe_port" "$@"; }
 if [ "$speakers" != relay ]; then
   # One daemon for all runs, peered with BIRD and warmed up by one unmeasured run (its methods compiled
   # and re-compiled, as the bench's warm-up loop does) before the first measured one.
@@ -73,13 +73,13 @@ if [ "$speakers" != relay ]; then
   daemon_pid=$!
   for _ in $(seq 1 150); do established && break; sleep 0.2; done
   established || { echo "shadownetd did not peer with BIRD"; exit 1; }
-  timeout 120 "$folder/bgp_floor" "${1:-10000}" "${2:-5}" "$bird_port" "$probe_port" "$hook_port" "$key" 0 | sed 's/^/(warm-up) /'
+  run_floor "$hook_port" "$key" 0 | sed 's/^/(warm-up) /'
 fi
 for run in $(seq 1 "${3:-3}"); do
   if [ "$speakers" != shadownetd ]; then
-    timeout 120 "$folder/bgp_floor" "${1:-10000}" "${2:-5}" "$bird_port" "$probe_port" "$udp_port"
+    run_floor "$udp_port"
   fi
   if [ "$speakers" != relay ]; then
-    timeout 120 "$folder/bgp_floor" "${1:-10000}" "${2:-5}" "$bird_port" "$probe_port" "$hook_port" "$key" "$run"
+    run_floor "$hook_port" "$key" "$run"
   fi
 done

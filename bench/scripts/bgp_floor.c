@@ -193,7 +193,14 @@ static void relay(struct shared *shared, int udp_port, int bird_port)
         0x40, 2, 6, 2, 1, 0, 0, RelayAs >> 8, RelayAs & 0xff, // AS_PATH: 65003
         0x40, 3, 4, 192, 0, 2, 1,                        // NEXT_HOP 192.0.2.1
     };
-    uint8_t out[2 * 4096];
+    // The announcement's header, empty withdrawn routes and attributes are the same in every batch:
+    // written once, the batch's NLRI go after them.
+    uint8_t out[4096], announce[4096];
+    const size_t nlri_at = 23 + sizeof attributes;
+    header(announce, 2);
+    announce[19] = announce[20] = announce[21] = 0;
+    announce[22] = sizeof attributes;
+    memcpy(announce + 23, attributes, sizeof attributes);
     struct pollfd readable = { .fd = udp, .events = POLLIN };
     while (!shared->done) {
         // recvmmsg's own timeout is only checked between datagrams: poll, so that the relay can stop.
@@ -202,11 +209,10 @@ static void relay(struct shared *shared, int udp_port, int bird_port)
         int n = recvmmsg(udp, messages, Batch, MSG_WAITFORONE, NULL);
         if (n <= 0)
             continue;
-        uint8_t *withdraw = out, *announce = out + 4096;
-        size_t w = header(withdraw, 2) + 2, a = header(announce, 2) + 4;
+        size_t w = header(out, 2) + 2, a = nlri_at;
         for (int i = 0; i < n; i++) {
             uint32_t address = FirstAddress + ((uint32_t)datagrams[i][1] << 24 | datagrams[i][2] << 16 | datagrams[i][3] << 8 | datagrams[i][4]);
-            uint8_t *to = datagrams[i][0] == 1 ? announce + a : withdraw + w;
+            uint8_t *to = datagrams[i][0] == 1 ? announce + a : out + w;
             to[0] = 32;
             to[1] = (uint8_t)(address >> 24);
             to[2] = (uint8_t)(address >> 16);
@@ -217,26 +223,18 @@ static void relay(struct shared *shared, int udp_port, int bird_port)
             else
                 w += 5;
         }
+        // Withdrawals (if any) first, then the announcement (if any) after them, in one write.
         size_t total = 0;
         if (w > 21) {
-            withdraw[19] = (uint8_t)((w - 21) >> 8);
-            withdraw[20] = (uint8_t)(w - 21);
-            withdraw[w] = withdraw[w + 1] = 0; // no attributes
-            w += 2;
-            set_length(withdraw, w);
-            total = w;
+            out[19] = (uint8_t)((w - 21) >> 8);
+            out[20] = (uint8_t)(w - 21);
+            out[w] = out[w + 1] = 0; // no attributes
+            total = w + 2;
+            set_length(out, total);
         }
-        if (a > 23) {
-            // Withdrawn length 0, the attributes, then the NLRI already written after room for them.
-            size_t nlri = a - 23;
-            memmove(announce + 23 + sizeof attributes, announce + 23, nlri);
-            announce[19] = announce[20] = 0;
-            announce[21] = 0;
-            announce[22] = sizeof attributes;
-            memcpy(announce + 23, attributes, sizeof attributes);
-            a += sizeof attributes;
+        if (a > nlri_at) {
             set_length(announce, a);
-            memmove(out + total, announce, a);
+            memcpy(out + total, announce, a);
             total += a;
         }
         write_all(bgp, out, total);
