@@ -51,6 +51,13 @@ public sealed class DurableAllocator : IAsyncDisposable
 
     // Woken by submitters (when it sleeps) and by the committer (when it is free for the next group).
     private readonly ManualResetEventSlim _wakeApplier = new(false);
+    // 1 while a thread applies: the applier thread whenever it is not waiting, or a submitter applying
+    // its own batch (EndBatch) while the applier thread waits.
+    private int _applying;
+
+    // The allocator whose wake-ups this thread holds back until it ends its batch (BeginBatch).
+    [ThreadStatic]
+    private static DurableAllocator? t_batchFor;
     private readonly ManualResetEventSlim _wakeCommitter = new(false);
     private int _applierSleeping;
 
@@ -271,6 +278,47 @@ public sealed class DurableAllocator : IAsyncDisposable
     }
 
     /// <summary>
+    /// Until <see cref="EndBatch"/>, operations this thread submits do not wake the applier thread: the
+    /// hook receiver queues a whole received batch, then applies it itself. The applier thread waking
+    /// for each batch cost the route a wake-up on another CPU (bench/RESULTS.md, stop 19).
+    /// </summary>
+    public void BeginBatch() => t_batchFor = this;
+
+    /// <summary>
+    /// Applies what is queued on the calling thread if no thread is applying (their routes are announced
+    /// from here; the commit is still the committer's), else wakes the applier for it.
+    /// </summary>
+    public void EndBatch()
+    {
+        t_batchFor = null;
+        if (Interlocked.CompareExchange(ref _applying, 1, 0) != 0)
+        {
+            WakeApplier();
+            return;
+        }
+
+        var reader = _queue.Reader;
+        try
+        {
+            if (ApplyQueued(reader).Operations.Count > 0)
+            {
+                TryHandOver();
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _applying, 0);
+        }
+
+        // A batch larger than a group leaves operations queued; a group the committer could not take yet
+        // is handed over when the committer wakes the applier.
+        if (reader.TryPeek(out _))
+        {
+            _wakeApplier.Set();
+        }
+    }
+
+    /// <summary>
     /// Runs a read against the allocator on the applier thread, in order with the writes, so it sees every
     /// operation submitted before it; it completes once those are committed.
     /// </summary>
@@ -333,31 +381,12 @@ public sealed class DurableAllocator : IAsyncDisposable
     private void ApplierLoop()
     {
         var reader = _queue.Reader;
+        TakeApplying();
         try
         {
             while (true)
             {
-                var group = _filling;
-                while (group.Operations.Count < _options.MaxGroupSize && reader.TryRead(out var operation))
-                {
-                    if (_fault is { } fault)
-                    {
-                        operation.Fail(Faulted(fault));
-                    }
-                    else if (!operation.OnStore)
-                    {
-                        var before = group.Changes.Count;
-                        operation.Apply(_allocator);
-                        if (group.Changes.Count > before)
-                        {
-                            Announce(CollectionsMarshal.AsSpan(group.Changes)[before..]);
-                        }
-                    }
-
-                    group.Operations.Add(operation);
-                }
-
-                RefreshPoolUsage(group.Changes.Count > 0);
+                var group = ApplyQueued(reader);
                 if (group.Operations.Count > 0 && TryHandOver())
                 {
                     continue;
@@ -373,14 +402,53 @@ public sealed class DurableAllocator : IAsyncDisposable
 
             while (_filling.Operations.Count > 0 && !TryHandOver())
             {
+                Volatile.Write(ref _applying, 0);
                 _wakeApplier.Wait();
                 _wakeApplier.Reset();
+                TakeApplying();
             }
         }
         finally
         {
             _applierDone = true;
             _wakeCommitter.Set();
+        }
+    }
+
+    /// <summary>Applies queued operations into the filling group, up to a group's size (holding <see cref="_applying"/>).</summary>
+    private Group ApplyQueued(ChannelReader<Operation> reader)
+    {
+        var group = _filling;
+        while (group.Operations.Count < _options.MaxGroupSize && reader.TryRead(out var operation))
+        {
+            if (_fault is { } fault)
+            {
+                operation.Fail(Faulted(fault));
+            }
+            else if (!operation.OnStore)
+            {
+                var before = group.Changes.Count;
+                operation.Apply(_allocator);
+                if (group.Changes.Count > before)
+                {
+                    Announce(CollectionsMarshal.AsSpan(group.Changes)[before..]);
+                }
+            }
+
+            group.Operations.Add(operation);
+        }
+
+        RefreshPoolUsage(group.Changes.Count > 0);
+        return group;
+    }
+
+    /// <summary>The applier thread takes the role back after waiting; a batch applied inline is short.</summary>
+    private void TakeApplying()
+    {
+        var spin = new SpinWait();
+        while (Interlocked.CompareExchange(ref _applying, 1, 0) != 0)
+        {
+            spin.SpinOnce(sleep1Threshold: -1);
         }
     }
 
@@ -544,14 +612,21 @@ public sealed class DurableAllocator : IAsyncDisposable
                 return false;
             }
 
+            Volatile.Write(ref _applying, 0);
             _wakeApplier.Wait();
             _wakeApplier.Reset();
+            TakeApplying();
             Interlocked.Exchange(ref _applierSleeping, 0);
         }
     }
 
     private void WakeApplier()
     {
+        if (t_batchFor == this)
+        {
+            return;
+        }
+
         if (Volatile.Read(ref _applierSleeping) == 1)
         {
             _wakeApplier.Set();

@@ -115,6 +115,11 @@ public sealed class ActiveRouteManager : IHookHandler
     private readonly IMetricWindowSource? _windows;
     private readonly MissLog? _missLog;
 
+    /// <summary>The hook receiver's batch is queued whole, then applied on its thread (see <see cref="DurableAllocator.BeginBatch"/>).</summary>
+    public void BatchStarting() => _allocator.BeginBatch();
+
+    public void BatchEnded() => _allocator.EndBatch();
+
     /// <param name="windows">Recent metrics per application, recorded with each miss.</param>
     /// <param name="missLog">Where misses are also written as JSON lines for retraining.</param>
     public ActiveRouteManager(DurableAllocator allocator, BgpSpeaker speaker, IEnumerable<PoolDefinition> pools, RouteManagerOptions options,

@@ -165,9 +165,17 @@ public sealed class HookServer : IAsyncDisposable
                 continue; // ICMP port unreachable from an earlier reply and the like: not the server's problem
             }
 
-            for (var i = 0; i < count; i++)
+            _handler.BatchStarting();
+            try
             {
-                Process(_io.Datagram(i), _io.Sender(i));
+                for (var i = 0; i < count; i++)
+                {
+                    Process(_io.Datagram(i), _io.Sender(i));
+                }
+            }
+            finally
+            {
+                _handler.BatchEnded(); // also after a failure: the batch's operations are queued
             }
 
             if (_options.FlushedByCaller)

@@ -14,4 +14,14 @@ public interface IHookHandler
     ValueTask<HookOutcome> CreateAsync(string instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken);
 
     ValueTask<HookOutcome> DeleteAsync(string instance, string application, IpFamily family, CancellationToken cancellationToken);
+
+    /// <summary>Before the requests of one received batch (on the receiving thread).</summary>
+    void BatchStarting()
+    {
+    }
+
+    /// <summary>After them: the handler may finish the batch's work here, on the receiving thread.</summary>
+    void BatchEnded()
+    {
+    }
 }

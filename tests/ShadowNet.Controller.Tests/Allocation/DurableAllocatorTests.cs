@@ -65,6 +65,70 @@ public class DurableAllocatorTests
     }
 
     [Fact]
+    public async Task BatchIsAppliedOnTheThreadThatEndsItWhileTheApplierWaits()
+    {
+        using var folder = new TempDirectory("batch");
+        await using var allocator = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(folder.File("s.db")));
+        await allocator.ClaimAsync("first", "web", IpFamily.IPv6);
+        await Task.Delay(200); // the applier thread has gone back to waiting
+        var appliedOn = new System.Collections.Concurrent.ConcurrentBag<int>();
+        allocator.LeasesChanged += _ => appliedOn.Add(Environment.CurrentManagedThreadId);
+        var receiver = 0;
+        var claims = new Task<ClaimResult>[5];
+        var thread = new Thread(() =>
+        {
+            receiver = Environment.CurrentManagedThreadId;
+            allocator.BeginBatch();
+            for (var i = 0; i < claims.Length; i++)
+            {
+                claims[i] = allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv6).AsTask();
+            }
+
+            allocator.EndBatch();
+        });
+        thread.Start();
+        thread.Join();
+
+        Assert.All(await Task.WhenAll(claims), c => Assert.Equal(ClaimStatus.Miss, c.Status));
+        Assert.Equal(5, appliedOn.Count);
+        Assert.All(appliedOn, id => Assert.Equal(receiver, id));
+    }
+
+    [Fact]
+    public async Task BatchesAppliedByTheirReceiversAndOperationsAppliedByTheApplierLoseNothing()
+    {
+        // Receivers applying their own batches race the applier thread for the applier's role (and with
+        // each other); every operation must be applied once and acknowledged, whoever applied it.
+        using var folder = new TempDirectory("batches");
+        await using var allocator = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(folder.File("s.db"), StoreSync.Normal));
+        var batched = new System.Collections.Concurrent.ConcurrentBag<Task<ClaimResult>>();
+        var receivers = Enumerable.Range(0, 3).Select(r => new Thread(() =>
+        {
+            for (var b = 0; b < 300; b++)
+            {
+                allocator.BeginBatch();
+                for (var i = 0; i < 1 + b % 7; i++)
+                {
+                    batched.Add(allocator.ClaimAsync($"r{r}-{b}-{i}", "web", IpFamily.IPv6).AsTask());
+                }
+
+                allocator.EndBatch();
+            }
+        })).ToList();
+        receivers.ForEach(t => t.Start());
+        var others = await Task.WhenAll(Enumerable.Range(0, 1500).Select(i => Task.Run(() => allocator.ClaimAsync($"o-{i}", "web", IpFamily.IPv6).AsTask())));
+        receivers.ForEach(t => t.Join());
+        var all = (await Task.WhenAll(batched).WaitAsync(TimeSpan.FromSeconds(60))).Concat(others).ToList();
+
+        var expected = 3 * Enumerable.Range(0, 300).Sum(b => 1 + b % 7) + 1500;
+        Assert.Equal(expected, all.Count);
+        Assert.All(all, c => Assert.Equal(ClaimStatus.Miss, c.Status));
+        Assert.Equal(expected, all.Select(c => c.Address).Distinct().Count());
+        Assert.Equal(expected, allocator.Acknowledged);
+        Assert.Equal(expected, await allocator.ReadAsync(a => a.Leases.Count()));
+    }
+
+    [Fact]
     public async Task ContinuationThatThrowsDoesNotStopTheWriter()
     {
         await using var allocator = DurableAllocator.Open(TestPools.Small(), new FailingStore());
