@@ -105,6 +105,10 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             _hooks = new HookServer(udp with { FlushedByCaller = true }, manager);
             _allocator.GroupCompleted += _hooks.Flush;
             _hooks.Start();
+            if (_hooks.ReceiverNiceProblem is { } problem)
+            {
+                Log.ReceiverNiceNotSet(_log, udp.ReceiverNice, problem);
+            }
         }
 
         if (configuration.Prediction is { } prediction)
@@ -168,5 +172,8 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
 
         [LoggerMessage(2, LogLevel.Information, "shadownetd stopped: sessions closed, store flushed")]
         public static partial void Stopped(ILogger logger);
+
+        [LoggerMessage(3, LogLevel.Warning, "hooks:udp:receiverNice {Nice} not applied ({Problem}); the UDP hook receiver runs at normal priority")]
+        public static partial void ReceiverNiceNotSet(ILogger logger, int nice, string problem);
     }
 }

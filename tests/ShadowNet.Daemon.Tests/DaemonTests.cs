@@ -30,6 +30,7 @@ public class DaemonTests
         { "pools.1.prefixes.0", "\"10.1.0.0/25\"", "pools: pool 'dynamic-v4': prefix 10.1.0.0/25 overlaps 10.1.0.0/24 of pool 'shadow-v4'" },
         { "hooks.udp.keys.1", "\"0011\"", "hooks:udp:keys:1: 2 octets; at least 16 are needed" },
         { "hooks.udp.listen", "\"127.0.0.1\"", "hooks:udp:listen: '127.0.0.1' is not an address:port" },
+        { "hooks.udp.receiverNice", "-21", "hooks:udp:receiverNice: '-21' is not a whole number from -20 to 19" },
         { "store.sync", "\"sometimes\"", "store:sync: 'sometimes' is not 'full' or 'normal'" },
         { "pools.0.staging", "\"community\"", "routes:shadowCommunity: missing; pools with staging 'community' need it" },
         { "grpc", "{\"listen\":\"nowhere\"}", "grpc:listen: 'nowhere' is not an address:port" },

@@ -16,6 +16,16 @@ public sealed class AdjRibOut
     private readonly Lock _lock = new();
     private readonly Channel<bool> _signal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
 
+    // Between HoldSends and ReleaseSends, the Adj-RIB-Outs this thread made dirty: their writers are not
+    // woken; the thread sends the changes itself at the end, or wakes them then.
+    [ThreadStatic]
+    private static List<AdjRibOut>? t_held;
+    [ThreadStatic]
+    private static bool t_holding;
+
+    /// <summary>Writes the pending changes on the calling thread, false when the writer cannot be had now.</summary>
+    internal Func<bool>? SendNow { get; set; }
+
     public int PendingCount
     {
         get
@@ -33,8 +43,38 @@ public sealed class AdjRibOut
             wasEmpty = _dirty.Count == 0;
             _dirty.Add(prefix);
         }
-        if (wasEmpty)
+        if (!wasEmpty)
+            return;
+        if (t_holding)
+            t_held!.Add(this);
+        else
             _signal.Writer.TryWrite(true);
+    }
+
+    internal static void HoldSends()
+    {
+        t_held ??= [];
+        t_holding = true;
+    }
+
+    internal static void ReleaseSends()
+    {
+        t_holding = false;
+        var held = t_held;
+        if (held is null)
+            return;
+        try
+        {
+            foreach (var adjRibOut in held)
+            {
+                if (adjRibOut.SendNow?.Invoke() != true)
+                    adjRibOut.Wake();
+            }
+        }
+        finally
+        {
+            held.Clear();
+        }
     }
 
     internal void MarkAllDirty(IReadOnlyCollection<RoutePrefix> prefixes)

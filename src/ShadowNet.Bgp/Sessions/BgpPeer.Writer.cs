@@ -1,4 +1,3 @@
-using System.Buffers;
 using ShadowNet.Bgp.Wire;
 
 namespace ShadowNet.Bgp.Sessions;
@@ -8,105 +7,160 @@ public sealed partial class BgpPeer
     private const int LookupChunk = 4096;
 
     /// <summary>
-    /// The single writer of a session: keepalives, the full table then End-of-RIB, every later change,
-    /// and refreshes. It flushes every <see cref="BgpSpeakerOptions.FlushThreshold"/> octets, so a peer
-    /// that reads slowly holds this loop in FlushAsync (TCP backpressure) while changes keep coalescing
-    /// in the Adj-RIB-Out, and no other peer waits.
+    /// The session's writer: keepalives, the full table then End-of-RIB, every later change, and
+    /// refreshes. It flushes every <see cref="BgpSpeakerOptions.FlushThreshold"/> octets, so a peer that
+    /// reads slowly holds this loop in FlushAsync (TCP backpressure) while changes keep coalescing in the
+    /// Adj-RIB-Out, and no other peer waits. A thread that changed routes may write them itself while
+    /// this loop is idle (<see cref="TrySendNow"/>); <see cref="WriterState.Gate"/> keeps one writer at a time.
     /// </summary>
     private async Task WriterLoopAsync(WriterState state, CancellationToken ct)
     {
         var output = state.Connection.Output;
         var session = state.Session;
-        var endOfRibSent = false;
-        var prefixes = ArrayPool<RoutePrefix>.Shared.Rent(LookupChunk);
-        var attributes = ArrayPool<RouteAttributes?>.Shared.Rent(LookupChunk);
-        var groups = new Dictionary<(RouteAttributes, bool), List<RoutePrefix>>();
-        var withdrawV4 = new List<RoutePrefix>();
-        var withdrawV6 = new List<RoutePrefix>();
         try
         {
             while (await state.AdjRibOut.WaitAsync(ct).ConfigureAwait(false))
             {
                 state.AdjRibOut.ConsumeSignal();
-                if (state.KeepaliveDue)
-                {
-                    state.KeepaliveDue = false;
-                    BgpFraming.WriteKeepalive(output);
-                    Volatile.Write(ref state.LastSent, _speaker.TimeProvider.GetTimestamp());
-                }
-
-                var refresh = state.RefreshRequested;
-                if (refresh)
-                {
-                    state.RefreshRequested = false;
-                    if (session.EnhancedRouteRefresh)
-                        foreach (var f in session.Families)
-                            new RouteRefreshMessage(f, RouteRefreshMessage.BeginningOfRouteRefresh).WriteTo(output);
-                    _speaker.LocRib.MarkAllDirty(state.AdjRibOut);
-                }
-
-                var dirty = state.AdjRibOut.TakeDirty();
+                await state.Gate.WaitAsync(ct).ConfigureAwait(false);
                 try
                 {
-                    var n = 0;
-                    foreach (var p in dirty)
+                    if (state.KeepaliveDue)
                     {
-                        prefixes[n++] = p;
-                        if (n == LookupChunk)
-                        {
-                            await SendChunkAsync(state, prefixes.AsMemory(0, n), attributes, groups, withdrawV4, withdrawV6, ct).ConfigureAwait(false);
-                            n = 0;
-                        }
+                        state.KeepaliveDue = false;
+                        BgpFraming.WriteKeepalive(output);
+                        Volatile.Write(ref state.LastSent, _speaker.TimeProvider.GetTimestamp());
                     }
-                    if (n > 0)
-                        await SendChunkAsync(state, prefixes.AsMemory(0, n), attributes, groups, withdrawV4, withdrawV6, ct).ConfigureAwait(false);
+
+                    var refresh = state.RefreshRequested;
+                    if (refresh)
+                    {
+                        state.RefreshRequested = false;
+                        if (session.EnhancedRouteRefresh)
+                            foreach (var f in session.Families)
+                                new RouteRefreshMessage(f, RouteRefreshMessage.BeginningOfRouteRefresh).WriteTo(output);
+                        _speaker.LocRib.MarkAllDirty(state.AdjRibOut);
+                    }
+
+                    await SendDirtyAsync(state, ct).ConfigureAwait(false);
+
+                    if (!state.EndOfRibSent)
+                    {
+                        // RFC 4724 section 2: the initial table is complete.
+                        foreach (var f in session.Families)
+                            UpdateEncoder.WriteEndOfRib(output, f);
+                        state.EndOfRibSent = true;
+                    }
+                    if (refresh && session.EnhancedRouteRefresh)
+                        foreach (var f in session.Families)
+                            new RouteRefreshMessage(f, RouteRefreshMessage.EndOfRouteRefresh).WriteTo(output);
+
+                    await FlushAsync(state, ct).ConfigureAwait(false);
                 }
                 finally
                 {
-                    state.AdjRibOut.Recycle(dirty);
-                }
-
-                if (!endOfRibSent)
-                {
-                    // RFC 4724 section 2: the initial table is complete.
-                    foreach (var f in session.Families)
-                        UpdateEncoder.WriteEndOfRib(output, f);
-                    endOfRibSent = true;
-                }
-                if (refresh && session.EnhancedRouteRefresh)
-                    foreach (var f in session.Families)
-                        new RouteRefreshMessage(f, RouteRefreshMessage.EndOfRouteRefresh).WriteTo(output);
-
-                if (output.UnflushedBytes > 0)
-                {
-                    await output.FlushAsync(ct).ConfigureAwait(false);
-                    Volatile.Write(ref state.LastSent, _speaker.TimeProvider.GetTimestamp());
+                    state.Gate.Release();
                 }
             }
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
             // A session that can no longer write is dead: close it instead of reading on silently.
-            LastError = $"writer failed: {e.Message}";
-            await state.Connection.Closing.CancelAsync().ConfigureAwait(false);
+            await WriterFailedAsync(state, e).ConfigureAwait(false);
             throw;
         }
         finally
         {
-            ArrayPool<RoutePrefix>.Shared.Return(prefixes);
-            ArrayPool<RouteAttributes?>.Shared.Return(attributes, clearArray: true);
+            state.AdjRibOut.SendNow = null;
         }
     }
 
-    private async ValueTask SendChunkAsync(
-        WriterState state,
-        ReadOnlyMemory<RoutePrefix> chunk,
-        RouteAttributes?[] attributes,
-        Dictionary<(RouteAttributes, bool), List<RoutePrefix>> groups,
-        List<RoutePrefix> withdrawV4,
-        List<RoutePrefix> withdrawV6,
-        CancellationToken ct)
+    /// <summary>
+    /// Writes this peer's pending changes on the calling thread if no one is writing to it now and the
+    /// initial table is out; false leaves them to the writer loop. The hook receiver calls this at the end
+    /// of a batch it applied itself, so a route needs no wake-up of another thread (bench/RESULTS.md, stop 20).
+    /// A flush the socket cannot take at once finishes on the thread pool, still holding the gate.
+    /// </summary>
+    private bool TrySendNow(WriterState state, CancellationToken ct)
     {
+        if (!state.EndOfRibSent || !state.Gate.Wait(0, CancellationToken.None))
+            return false;
+        if (ct.IsCancellationRequested)
+        {
+            state.Gate.Release();
+            return false;
+        }
+
+        var sending = SendNowAsync(state, ct);
+        if (!sending.IsCompleted)
+            _ = sending.AsTask(); // finishes, releases the gate and records any failure on its own
+        return true;
+    }
+
+    private async ValueTask SendNowAsync(WriterState state, CancellationToken ct)
+    {
+        try
+        {
+            await SendDirtyAsync(state, ct).ConfigureAwait(false);
+            await FlushAsync(state, ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (Exception e)
+        {
+            await WriterFailedAsync(state, e).ConfigureAwait(false);
+        }
+        finally
+        {
+            state.Gate.Release();
+        }
+    }
+
+    private async ValueTask WriterFailedAsync(WriterState state, Exception e)
+    {
+        LastError = $"writer failed: {e.Message}";
+        await state.Connection.Closing.CancelAsync().ConfigureAwait(false);
+    }
+
+    private async ValueTask FlushAsync(WriterState state, CancellationToken ct)
+    {
+        if (state.Connection.Output.UnflushedBytes > 0)
+        {
+            await state.Connection.Output.FlushAsync(ct).ConfigureAwait(false);
+            Volatile.Write(ref state.LastSent, _speaker.TimeProvider.GetTimestamp());
+        }
+    }
+
+    /// <summary>Sends what the Adj-RIB-Out holds as changed (the caller holds the gate).</summary>
+    private async ValueTask SendDirtyAsync(WriterState state, CancellationToken ct)
+    {
+        var dirty = state.AdjRibOut.TakeDirty();
+        var prefixes = state.Prefixes;
+        try
+        {
+            var n = 0;
+            foreach (var p in dirty)
+            {
+                prefixes[n++] = p;
+                if (n == LookupChunk)
+                {
+                    await SendChunkAsync(state, prefixes.AsMemory(0, n), ct).ConfigureAwait(false);
+                    n = 0;
+                }
+            }
+            if (n > 0)
+                await SendChunkAsync(state, prefixes.AsMemory(0, n), ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            state.AdjRibOut.Recycle(dirty);
+        }
+    }
+
+    private async ValueTask SendChunkAsync(WriterState state, ReadOnlyMemory<RoutePrefix> chunk, CancellationToken ct)
+    {
+        var (attributes, groups, withdrawV4, withdrawV6) = (state.Attributes, state.Groups, state.WithdrawV4, state.WithdrawV6);
         var session = state.Session;
         var output = state.Connection.Output;
         _speaker.LocRib.Lookup(chunk.Span, attributes.AsSpan(0, chunk.Length));

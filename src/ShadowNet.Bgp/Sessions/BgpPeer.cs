@@ -219,6 +219,7 @@ public sealed partial class BgpPeer
         var token = linked.Token;
         var wasEstablished = false;
         AdjRibOut? adjRibOut = null;
+        WriterState? writerState = null;
         Task? writer = null;
         NotificationMessage? toSend = null;
         try
@@ -239,10 +240,12 @@ public sealed partial class BgpPeer
 
             adjRibOut = new AdjRibOut();
             _adjRibOut = adjRibOut;
-            var writerState = new WriterState(connection, adjRibOut, session, _speaker.ExportContextFor(this, connection.LocalEndPoint.Address, session));
+            writerState = new WriterState(connection, adjRibOut, session, _speaker.ExportContextFor(this, connection.LocalEndPoint.Address, session));
             // Timers first: their PeriodicTimer must exist before the writer's first message
             // (End-of-RIB) can let anyone observe the session and move the clock.
             var timers = TimersAsync(connection, writerState, session, token);
+            var state = writerState;
+            adjRibOut.SendNow = () => TrySendNow(state, token);
             _speaker.LocRib.Subscribe(adjRibOut);
             writer = Task.Run(() => WriterLoopAsync(writerState, token), CancellationToken.None);
             await ReaderLoopAsync(connection, writerState, session, token).ConfigureAwait(false);
@@ -282,6 +285,11 @@ public sealed partial class BgpPeer
                     // Cancellation, a broken socket, or a writer failure it already recorded in LastError:
                     // the teardown below must run whatever it was.
                 }
+            }
+            if (writerState is not null)
+            {
+                // A route sent by another thread may still be flushing (cancelled with the session).
+                await writerState.Gate.WaitAsync(CancellationToken.None).ConfigureAwait(false);
             }
             toSend ??= connection.PendingNotification;
             if (toSend is { } n)
@@ -420,7 +428,16 @@ public sealed partial class BgpPeer
         public long LastSent;
         public volatile bool KeepaliveDue;
         public volatile bool RefreshRequested;
+        public volatile bool EndOfRibSent;
+        /// <summary>Held by whoever writes to the connection: the writer loop or a thread sending now.</summary>
+        public readonly SemaphoreSlim Gate = new(1, 1);
         public readonly Dictionary<(RouteAttributes, bool), EncodedAttributes> Encoded = [];
+        // The writer's working space, reused by every send.
+        public readonly RoutePrefix[] Prefixes = new RoutePrefix[LookupChunk];
+        public readonly RouteAttributes?[] Attributes = new RouteAttributes?[LookupChunk];
+        public readonly Dictionary<(RouteAttributes, bool), List<RoutePrefix>> Groups = [];
+        public readonly List<RoutePrefix> WithdrawV4 = [];
+        public readonly List<RoutePrefix> WithdrawV6 = [];
     }
 
     private async Task ReaderLoopAsync(BgpConnection connection, WriterState state, NegotiatedSession session, CancellationToken ct)

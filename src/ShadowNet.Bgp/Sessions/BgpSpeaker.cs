@@ -60,6 +60,15 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
     public void Announce(ReadOnlySpan<RoutePrefix> prefixes, RouteAttributes attributes) => LocRib.Announce(prefixes, attributes);
     public bool Withdraw(RoutePrefix prefix) => LocRib.Withdraw(prefix);
 
+    /// <summary>
+    /// Until <see cref="ReleaseSends"/>, route changes made on this thread do not wake the peers' writers.
+    /// For a thread that applies a batch of changes and would rather send them itself than hand them over.
+    /// </summary>
+    public static void HoldSends() => AdjRibOut.HoldSends();
+
+    /// <summary>Sends the changes held since <see cref="HoldSends"/> on this thread, to each peer whose writer is idle; wakes the others' writers.</summary>
+    public static void ReleaseSends() => AdjRibOut.ReleaseSends();
+
     /// <summary>Binds the listeners and starts every peer's state machine.</summary>
     public void Start()
     {

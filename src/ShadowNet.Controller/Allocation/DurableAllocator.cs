@@ -285,13 +285,14 @@ public sealed class DurableAllocator : IAsyncDisposable
     public void BeginBatch() => t_batchFor = this;
 
     /// <summary>
-    /// Applies what is queued on the calling thread if no thread is applying (their routes are announced
-    /// from here; the commit is still the committer's), else wakes the applier for it.
+    /// Applies what is queued on the calling thread if <paramref name="applyHere"/> and no thread is
+    /// applying (their routes are announced from here; the commit is still the committer's), else wakes
+    /// the applier for it.
     /// </summary>
-    public void EndBatch()
+    public void EndBatch(bool applyHere = true)
     {
         t_batchFor = null;
-        if (Interlocked.CompareExchange(ref _applying, 1, 0) != 0)
+        if (!applyHere || Interlocked.CompareExchange(ref _applying, 1, 0) != 0)
         {
             WakeApplier();
             return;

@@ -115,10 +115,27 @@ public sealed class ActiveRouteManager : IHookHandler
     private readonly IMetricWindowSource? _windows;
     private readonly MissLog? _missLog;
 
-    /// <summary>The hook receiver's batch is queued whole, then applied on its thread (see <see cref="DurableAllocator.BeginBatch"/>).</summary>
-    public void BatchStarting() => _allocator.BeginBatch();
+    /// <summary>
+    /// The hook receiver's batch is queued whole, then applied on its thread (see
+    /// <see cref="DurableAllocator.BeginBatch"/>), and its routes are written to the peers from there too.
+    /// </summary>
+    public void BatchStarting()
+    {
+        BgpSpeaker.HoldSends();
+        _allocator.BeginBatch();
+    }
 
-    public void BatchEnded() => _allocator.EndBatch();
+    public void BatchEnded(bool finishHere)
+    {
+        try
+        {
+            _allocator.EndBatch(applyHere: finishHere);
+        }
+        finally
+        {
+            BgpSpeaker.ReleaseSends();
+        }
+    }
 
     /// <param name="windows">Recent metrics per application, recorded with each miss.</param>
     /// <param name="missLog">Where misses are also written as JSON lines for retraining.</param>

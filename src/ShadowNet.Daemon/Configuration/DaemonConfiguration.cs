@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Numerics;
 using System.Net;
 using Microsoft.Extensions.Configuration;
 using ShadowNet.Addressing;
@@ -30,6 +31,13 @@ public sealed record GrpcListen(IPEndPoint? EndPoint, string? UnixSocket);
 /// </summary>
 public sealed record DaemonConfiguration
 {
+    /// <summary>
+    /// The UDP hook receiver's nice value unless configured: a create's route leaves from that thread, and
+    /// at 0 it waited behind the daemon's other threads and BIRD on a busy 2-CPU machine (bench/RESULTS.md,
+    /// stop 20). Without CAP_SYS_NICE the daemon says so at start-up and runs at its normal priority.
+    /// </summary>
+    public const int DefaultReceiverNice = -10;
+
     public required string StorePath { get; init; }
 
     public StoreSync StoreSync { get; init; }
@@ -416,7 +424,13 @@ public sealed record DaemonConfiguration
             throw new ConfigurationException($"{udp.Path}:keys", "at least one key is needed (an unauthenticated hook is not offered)");
         }
 
-        return new HookServerOptions { Listen = EndPoint($"{udp.Path}:listen", udp["listen"]), Keys = keys };
+        return new HookServerOptions
+        {
+            Listen = EndPoint($"{udp.Path}:listen", udp["listen"]),
+            Keys = keys,
+            ReceiverNice = OptionalInt(udp, "receiverNice", -20, 19, DefaultReceiverNice),
+            InlineBatchLimit = (int)OptionalUInt(udp, "inlineBatch", 0, 1024, 16),
+        };
     }
 
     private static IPEndPoint EndPoint(string key, string? text) =>
@@ -427,7 +441,14 @@ public sealed record DaemonConfiguration
     private static uint RequiredUInt(IConfigurationSection section, string name, uint min, uint max) =>
         section[name] is null ? throw new ConfigurationException($"{section.Path}:{name}", "missing") : OptionalUInt(section, name, min, max, 0);
 
-    private static uint OptionalUInt(IConfigurationSection section, string name, uint min, uint max, uint fallback)
+    private static uint OptionalUInt(IConfigurationSection section, string name, uint min, uint max, uint fallback) =>
+        OptionalNumber(section, name, min, max, fallback);
+
+    private static int OptionalInt(IConfigurationSection section, string name, int min, int max, int fallback) =>
+        OptionalNumber(section, name, min, max, fallback);
+
+    private static T OptionalNumber<T>(IConfigurationSection section, string name, T min, T max, T fallback)
+        where T : struct, IBinaryInteger<T>
     {
         var text = section[name];
         if (text is null)
@@ -435,7 +456,7 @@ public sealed record DaemonConfiguration
             return fallback;
         }
 
-        return uint.TryParse(text, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max
+        return T.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max
             ? value
             : throw new ConfigurationException($"{section.Path}:{name}", $"'{text}' is not a whole number from {min} to {max}");
     }

@@ -28,6 +28,21 @@ public sealed record HookServerOptions
     /// flush every 5 ms sends anything else. False: a sender thread is woken for each batch of replies.
     /// </summary>
     public bool FlushedByCaller { get; init; }
+
+    /// <summary>
+    /// A received batch of at most this many datagrams, with nothing more waiting in the socket, may be
+    /// finished on the receiving thread (<see cref="IHookHandler.BatchEnded"/> is told so: the daemon then
+    /// applies it and writes its routes there, with no other thread woken on the route's way). A larger
+    /// batch, or more waiting, is load: the work is handed on and receiving goes on beside it. 0: never.
+    /// </summary>
+    public int InlineBatchLimit { get; init; } = 16;
+
+    /// <summary>
+    /// Nice value of the receiving thread (Linux, setpriority; below 0 needs CAP_SYS_NICE). A create's route
+    /// leaves from that thread, so its scheduling is what the route waits for when the CPUs are busy. 0
+    /// leaves the thread as it is.
+    /// </summary>
+    public int ReceiverNice { get; init; }
 }
 
 /// <summary>
@@ -105,12 +120,26 @@ public sealed class HookServer : IAsyncDisposable
     /// <summary>Datagrams dropped for a reason since start (the metric, readable without a listener).</summary>
     public long RejectedCount(DatagramRejection reason) => Interlocked.Read(ref _rejections[(int)reason]);
 
+    /// <summary>Why the receiving thread runs without the <see cref="HookServerOptions.ReceiverNice"/> asked for (after <see cref="Start"/>); null when it has it.</summary>
+    public string? ReceiverNiceProblem { get; private set; }
+
     public void Start()
     {
-        _receiver = new Thread(ReceiveLoop) { IsBackground = true, Name = "shadownet-hooks-in" };
+        using var prioritySet = new ManualResetEventSlim();
+        _receiver = new Thread(() =>
+        {
+            if (_options.ReceiverNice != 0)
+            {
+                ReceiverNiceProblem = ThreadNice.TrySet(_options.ReceiverNice);
+            }
+
+            prioritySet.Set();
+            ReceiveLoop();
+        }) { IsBackground = true, Name = "shadownet-hooks-in" };
         _sender = new Thread(SendLoop) { IsBackground = true, Name = "shadownet-hooks-out" };
         _receiver.Start();
         _sender.Start();
+        prioritySet.Wait();
     }
 
     public async ValueTask DisposeAsync()
@@ -165,6 +194,11 @@ public sealed class HookServer : IAsyncDisposable
                 continue; // ICMP port unreachable from an earlier reply and the like: not the server's problem
             }
 
+            if (count == 0)
+            {
+                continue; // the receive timeout, so that a stop is seen
+            }
+
             _handler.BatchStarting();
             try
             {
@@ -175,13 +209,26 @@ public sealed class HookServer : IAsyncDisposable
             }
             finally
             {
-                _handler.BatchEnded(); // also after a failure: the batch's operations are queued
+                // Also after a failure: the batch's operations are queued.
+                _handler.BatchEnded(finishHere: count <= _options.InlineBatchLimit && NothingWaiting());
             }
 
             if (_options.FlushedByCaller)
             {
                 Flush(); // replies completed synchronously (retries answered from the cache)
             }
+        }
+    }
+
+    private bool NothingWaiting()
+    {
+        try
+        {
+            return _socket.Available == 0;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return false;
         }
     }
 

@@ -20,8 +20,11 @@ public interface IHookHandler
     {
     }
 
-    /// <summary>After them: the handler may finish the batch's work here, on the receiving thread.</summary>
-    void BatchEnded()
+    /// <summary>
+    /// After them. With <paramref name="finishHere"/> the handler may finish the batch's work on the
+    /// receiving thread (nothing else is waiting to be received); without it, it should hand the work on.
+    /// </summary>
+    void BatchEnded(bool finishHere)
     {
     }
 }

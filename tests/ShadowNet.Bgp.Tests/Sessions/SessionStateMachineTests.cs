@@ -11,8 +11,8 @@ namespace ShadowNet.Bgp.Tests.Sessions;
 
 /// <summary>
 /// FSM behaviour that a real router cannot be made to trigger on demand (a silent peer, a peer that
-/// floods prefixes, a wrong AS), driven by a scripted peer on loopback and a fake clock. The interop
-/// tests with BIRD and GoBGP cover the well-behaved paths.
+/// floods prefixes, a wrong AS), and when and from where the speaker writes, driven by a scripted peer
+/// on loopback and a fake clock. The interop tests with BIRD and GoBGP cover the well-behaved paths.
 /// </summary>
 public class SessionStateMachineTests
 {
@@ -94,6 +94,47 @@ public class SessionStateMachineTests
             ConnectRetry = TimeSpan.FromSeconds(1),
         });
         return (speaker, peer);
+    }
+
+    [Fact]
+    public async Task RoutesChangedWhileSendsAreHeldAreWrittenByTheReleasingThreadAndNotBefore()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow); // no keepalive wakes the writer meanwhile
+        await using var scripted = new ScriptedPeer();
+        var (speaker, peer) = Speaker(scripted.Port, time);
+        await using var _ = speaker;
+        speaker.Start();
+        await scripted.HandshakeAsync();
+        Assert.Equal(BgpMessageType.Keepalive, (await scripted.ReadAsync()).Type);
+        await InteropRoutes.WaitEstablishedAsync(peer, TimeSpan.FromSeconds(10));
+        Assert.Equal(BgpMessageType.Update, (await scripted.ReadAsync()).Type); // End-of-RIB: the writer is idle now
+
+        var sent = peer.UpdatesSent;
+        Exception? failure = null;
+        var held = new Thread(() =>
+        {
+            try
+            {
+                // Held sends belong to the thread: nothing awaited between the hold and the release.
+                BgpSpeaker.HoldSends();
+                speaker.Announce(RoutePrefix.IPv4(0x0A000001, 32), new RouteAttributes { NextHop = IPAddress.Parse("192.0.2.1") });
+                Thread.Sleep(300);
+                Assert.Equal(sent, peer.UpdatesSent); // not written while held, however long
+                BgpSpeaker.ReleaseSends();
+                Assert.Equal(sent + 1, peer.UpdatesSent); // written before the release returned: by this thread
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+        });
+        held.Start();
+        held.Join();
+        Assert.Null(failure);
+
+        var (type, body) = await scripted.ReadAsync();
+        Assert.Equal(BgpMessageType.Update, type);
+        Assert.Equal([32, 10, 0, 0, 1], body[^5..]); // the /32's NLRI
     }
 
     [Fact]

@@ -17,10 +17,25 @@ public sealed class HookServerTests : IAsyncLifetime
 
     public Task InitializeAsync()
     {
-        _server = new HookServer(new HookServerOptions { Listen = new IPEndPoint(IPAddress.Loopback, 0), Keys = new Dictionary<ushort, byte[]> { [1] = Key } }, _handler);
-        _server.Start();
+        _server = Started(_handler, new());
         return Task.CompletedTask;
     }
+
+    /// <summary>A server on a free loopback port with the test key and the given settings.</summary>
+    private static HookServer Started(AllocatorHandler handler, Settings settings)
+    {
+        var server = new HookServer(new HookServerOptions
+        {
+            Listen = new IPEndPoint(IPAddress.Loopback, 0),
+            Keys = new Dictionary<ushort, byte[]> { [1] = Key },
+            ReceiverNice = settings.ReceiverNice,
+            InlineBatchLimit = settings.InlineBatchLimit,
+        }, handler);
+        server.Start();
+        return server;
+    }
+
+    private sealed record Settings(int ReceiverNice = 0, int InlineBatchLimit = 16);
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
 
@@ -85,10 +100,41 @@ public sealed class HookServerTests : IAsyncLifetime
             && _server.RejectedCount(DatagramRejection.UnsupportedVersion) == 1);
     }
 
-    private Socket Connected()
+    [Fact]
+    public async Task SmallBatchWithNothingWaitingIsFinishedOnTheReceivingThreadAtItsNiceValue()
+    {
+        var handler = new AllocatorHandler();
+        await using var server = Started(handler, new() { ReceiverNice = 5 }); // lowering the priority needs no privilege
+        Assert.Null(server.ReceiverNiceProblem);
+
+        using var socket = Connected(server);
+        await socket.SendAsync(Request(HookKind.Create, 11, "vm-n"));
+        await ReceiveAsync(socket);
+        await Eventually(() => handler.BatchesEnded == 1);
+        Assert.Equal((1, 1, 1), (handler.BatchesStarted, handler.BatchesFinishedHere, handler.Creates));
+        Assert.Equal(["shadownet-hooks-in"], handler.BatchThreads.Distinct());
+        Assert.Equal(5, handler.ReceiverNice);
+    }
+
+    [Fact]
+    public async Task BatchLargerThanTheInlineLimitIsHandedOn()
+    {
+        var handler = new AllocatorHandler();
+        await using var server = Started(handler, new() { InlineBatchLimit = 0 });
+
+        using var socket = Connected(server);
+        await socket.SendAsync(Request(HookKind.Create, 12, "vm-m"));
+        await ReceiveAsync(socket);
+        await Eventually(() => handler.BatchesEnded == 1);
+        Assert.Equal((1, 0, 1), (handler.BatchesStarted, handler.BatchesFinishedHere, handler.Creates));
+    }
+
+    private Socket Connected() => Connected(_server);
+
+    private static Socket Connected(HookServer server)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-        socket.Connect(_server.LocalEndPoint);
+        socket.Connect(server.LocalEndPoint);
         return socket;
     }
 
@@ -129,6 +175,33 @@ public sealed class HookServerTests : IAsyncLifetime
         public int Creates { get; private set; }
 
         public int Deletes { get; private set; }
+
+        public int BatchesStarted { get; private set; }
+
+        public int BatchesEnded { get; private set; }
+
+        public int BatchesFinishedHere { get; private set; }
+
+        /// <summary>Names of the threads that started and ended batches.</summary>
+        public List<string?> BatchThreads { get; } = [];
+
+        /// <summary>The nice value of the thread that last started a batch (Linux: /proc/thread-self/stat, field 19).</summary>
+        public int? ReceiverNice { get; private set; }
+
+        public void BatchStarting()
+        {
+            BatchesStarted++;
+            BatchThreads.Add(Thread.CurrentThread.Name);
+            var stat = File.ReadAllText("/proc/thread-self/stat");
+            ReceiverNice = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[16], System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        public void BatchEnded(bool finishHere)
+        {
+            BatchThreads.Add(Thread.CurrentThread.Name);
+            BatchesFinishedHere += finishHere ? 1 : 0;
+            BatchesEnded++;
+        }
 
         public void Reserve(string application, int count)
         {
