@@ -33,10 +33,11 @@ public sealed record DaemonConfiguration
 {
     /// <summary>
     /// The UDP hook receiver's nice value unless configured: a create's route leaves from that thread, and
-    /// at 0 it waited behind the daemon's other threads and BIRD on a busy 2-CPU machine (bench/RESULTS.md,
+    /// at 0 it waited behind the daemon's other threads and BIRD on the 2-CPU bench machine. -10 took the
+    /// most off the median but cost one host's closed loop a few percent; -5 is between (bench/RESULTS.md,
     /// stop 20). Without CAP_SYS_NICE the daemon says so at start-up and runs at its normal priority.
     /// </summary>
-    public const int DefaultReceiverNice = -10;
+    public const int DefaultReceiverNice = -5;
 
     public required string StorePath { get; init; }
 
