@@ -31,14 +31,6 @@ public sealed record GrpcListen(IPEndPoint? EndPoint, string? UnixSocket);
 /// </summary>
 public sealed record DaemonConfiguration
 {
-    /// <summary>
-    /// The UDP hook receiver's nice value unless configured: a create's route leaves from that thread, and
-    /// at 0 it waited behind the daemon's other threads and BIRD on the 2-CPU bench machine. -10 took the
-    /// most off the median but cost one host's closed loop a few percent; -5 is between (bench/RESULTS.md,
-    /// stop 20). Without CAP_SYS_NICE the daemon says so at start-up and runs at its normal priority.
-    /// </summary>
-    public const int DefaultReceiverNice = -5;
-
     public required string StorePath { get; init; }
 
     public StoreSync StoreSync { get; init; }
@@ -429,8 +421,9 @@ public sealed record DaemonConfiguration
         {
             Listen = EndPoint($"{udp.Path}:listen", udp["listen"]),
             Keys = keys,
-            ReceiverNice = OptionalInt(udp, "receiverNice", -20, 19, DefaultReceiverNice),
+            ReceiverNice = OptionalInt(udp, "receiverNice", -20, 19, 0),
             InlineBatchLimit = (int)OptionalUInt(udp, "inlineBatch", 0, 1024, 16),
+            InlineRateLimit = (int)OptionalUInt(udp, "inlineRate", 0, 10_000_000, 30_000),
         };
     }
 

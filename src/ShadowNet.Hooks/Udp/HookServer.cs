@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
@@ -36,6 +37,13 @@ public sealed record HookServerOptions
     /// batch, or more waiting, is load: the work is handed on and receiving goes on beside it. 0: never.
     /// </summary>
     public int InlineBatchLimit { get; init; } = 16;
+
+    /// <summary>
+    /// Above this many datagrams a second (over the last 10 ms) no batch is finished on the receiving
+    /// thread: at full load the pipeline of receiver, applier and writers carries more than one thread
+    /// doing all of it (bench/RESULTS.md, stop 20). 0: never finish there.
+    /// </summary>
+    public int InlineRateLimit { get; init; } = 30_000;
 
     /// <summary>
     /// Nice value of the receiving thread (Linux, setpriority; below 0 needs CAP_SYS_NICE). A create's route
@@ -178,6 +186,10 @@ public sealed class HookServer : IAsyncDisposable
 
     private void ReceiveLoop()
     {
+        var rateWindow = Stopwatch.Frequency / 100;
+        var windowStart = Stopwatch.GetTimestamp();
+        var windowCount = 0L;
+        var busy = false;
         while (!_stopping)
         {
             int count;
@@ -199,6 +211,14 @@ public sealed class HookServer : IAsyncDisposable
                 continue; // the receive timeout, so that a stop is seen
             }
 
+            windowCount += count;
+            var now = Stopwatch.GetTimestamp();
+            if (now - windowStart >= rateWindow)
+            {
+                busy = windowCount * Stopwatch.Frequency > (long)_options.InlineRateLimit * (now - windowStart);
+                (windowStart, windowCount) = (now, 0);
+            }
+
             _handler.BatchStarting();
             try
             {
@@ -210,7 +230,7 @@ public sealed class HookServer : IAsyncDisposable
             finally
             {
                 // Also after a failure: the batch's operations are queued.
-                _handler.BatchEnded(finishHere: count <= _options.InlineBatchLimit && NothingWaiting());
+                _handler.BatchEnded(finishHere: !busy && _options.InlineRateLimit > 0 && count <= _options.InlineBatchLimit && NothingWaiting());
             }
 
             if (_options.FlushedByCaller)

@@ -30,12 +30,13 @@ public sealed class HookServerTests : IAsyncLifetime
             Keys = new Dictionary<ushort, byte[]> { [1] = Key },
             ReceiverNice = settings.ReceiverNice,
             InlineBatchLimit = settings.InlineBatchLimit,
+            InlineRateLimit = settings.InlineRateLimit,
         }, handler);
         server.Start();
         return server;
     }
 
-    private sealed record Settings(int ReceiverNice = 0, int InlineBatchLimit = 16);
+    private sealed record Settings(int ReceiverNice = 0, int InlineBatchLimit = 16, int InlineRateLimit = 30_000);
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
 
@@ -129,6 +130,23 @@ public sealed class HookServerTests : IAsyncLifetime
         Assert.Equal((1, 0, 1), (handler.BatchesStarted, handler.BatchesFinishedHere, handler.Creates));
     }
 
+    [Fact]
+    public async Task AboveTheInlineRateBatchesAreHandedOn()
+    {
+        var handler = new AllocatorHandler();
+        await using var server = Started(handler, new() { InlineRateLimit = 1 }); // one datagram a second is load here
+        using var socket = Connected(server);
+        for (var i = 0; i < 3; i++)
+        {
+            await socket.SendAsync(Request(HookKind.Create, 20 + (ulong)i, $"vm-r{i}"));
+            await ReceiveAsync(socket);
+            await Task.Delay(20); // past the 10 ms over which the rate is taken
+        }
+
+        await Eventually(() => handler.BatchesEnded == 3);
+        Assert.False(handler.LastFinishedHere);
+    }
+
     private Socket Connected() => Connected(_server);
 
     private static Socket Connected(HookServer server)
@@ -182,6 +200,8 @@ public sealed class HookServerTests : IAsyncLifetime
 
         public int BatchesFinishedHere { get; private set; }
 
+        public bool LastFinishedHere { get; private set; }
+
         /// <summary>Names of the threads that started and ended batches.</summary>
         public List<string?> BatchThreads { get; } = [];
 
@@ -200,6 +220,7 @@ public sealed class HookServerTests : IAsyncLifetime
         {
             BatchThreads.Add(Thread.CurrentThread.Name);
             BatchesFinishedHere += finishHere ? 1 : 0;
+            LastFinishedHere = finishHere;
             BatchesEnded++;
         }
 
