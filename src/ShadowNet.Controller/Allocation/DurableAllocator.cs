@@ -395,7 +395,7 @@ public sealed class DurableAllocator : IAsyncDisposable
 
                 // Sleep until an operation arrives (unless the group is full) or, with a group waiting,
                 // until the committer is free.
-                if (!SleepUntilWork(reader, group.Operations.Count > 0, group.Operations.Count >= _options.MaxGroupSize))
+                if (!SleepUntilWork(reader))
                 {
                     break;
                 }
@@ -590,18 +590,21 @@ public sealed class DurableAllocator : IAsyncDisposable
     }
 
     /// <summary>
-    /// Blocks the applier until an operation arrives (not when <paramref name="groupFull"/>: it could not
-    /// take it) or, when <paramref name="groupWaiting"/>, until the committer is free; false once the
+    /// Blocks the applier until an operation arrives (not when the filling group is full: it could not
+    /// take it) or, when the filling group has operations, until the committer is free; false once the
     /// queue is closed and empty. Submitters wake it directly through an event: waiting on the channel's
     /// own task would route every wake-up through the thread pool, which on a busy two-core machine
     /// costs milliseconds.
     /// </summary>
-    private bool SleepUntilWork(ChannelReader<Operation> reader, bool groupWaiting, bool groupFull)
+    private bool SleepUntilWork(ChannelReader<Operation> reader)
     {
         while (true)
         {
             Interlocked.Exchange(ref _applierSleeping, 1);
-            if ((!groupFull && reader.TryPeek(out _)) || (groupWaiting && Volatile.Read(ref _handedOver) is null))
+            // Read afresh after every wake-up: a receiver may have applied into the filling group while
+            // this thread slept (EndBatch), leaving it for this thread to hand over when the committer frees.
+            var grouped = _filling.Operations.Count;
+            if ((grouped < _options.MaxGroupSize && reader.TryPeek(out _)) || (grouped > 0 && Volatile.Read(ref _handedOver) is null))
             {
                 Interlocked.Exchange(ref _applierSleeping, 0);
                 return true;

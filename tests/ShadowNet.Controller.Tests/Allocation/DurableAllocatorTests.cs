@@ -157,6 +157,38 @@ public class DurableAllocatorTests
     }
 
     [Fact]
+    public async Task BatchAppliedByItsReceiverWhileTheCommitterIsBusyIsHandedOverWhenItFrees()
+    {
+        // The applier thread sleeps with nothing of its own while the committer holds a group; a receiver
+        // applies its batch meanwhile and cannot hand it over. The committer's wake-up must get it handed
+        // over by the applier thread (it used to go back to sleep: the batch was never committed).
+        using var gate = new ManualResetEventSlim();
+        var store = new FailingStore { Gate = gate };
+        await using var allocator = DurableAllocator.Open(TestPools.Small(), store);
+        var first = allocator.ClaimAsync("vm-0", "web", IpFamily.IPv4).AsTask();
+        Assert.True(store.Committing.Wait(TimeSpan.FromSeconds(10)));
+        Thread.Sleep(100); // the applier thread goes to sleep
+
+        string? appliedOn = null;
+        allocator.LeasesChanged += _ => appliedOn = Thread.CurrentThread.Name;
+        Task<ClaimResult>? second = null;
+        var receiver = new Thread(() =>
+        {
+            allocator.BeginBatch();
+            second = allocator.ClaimAsync("vm-1", "web", IpFamily.IPv4).AsTask();
+            allocator.EndBatch();
+        }) { Name = "receiver" };
+        receiver.Start();
+        receiver.Join();
+        Assert.Equal("receiver", appliedOn);
+
+        gate.Set();
+        Assert.Equal(ClaimStatus.Miss, (await second!.WaitAsync(TimeSpan.FromSeconds(10))).Status);
+        Assert.True(first.IsCompletedSuccessfully);
+        Assert.Equal(2, store.Committed);
+    }
+
+    [Fact]
     public async Task ClaimIsAppliedWhileTheGroupBeforeItCommitsAndAcknowledgedOnlyAfterItsOwn()
     {
         using var gate = new ManualResetEventSlim();
