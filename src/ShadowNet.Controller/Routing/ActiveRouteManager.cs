@@ -116,8 +116,9 @@ public sealed class ActiveRouteManager : IHookHandler
     private readonly MissLog? _missLog;
 
     /// <summary>
-    /// The hook receiver's batch is queued whole, then applied on its thread (see
-    /// <see cref="DurableAllocator.BeginBatch"/>), and its routes are written to the peers from there too.
+    /// The hook receiver's batch is queued whole; when the server lets it finish there (ordinary rates),
+    /// it is applied on the receiving thread (see <see cref="DurableAllocator.BeginBatch"/>) and its routes
+    /// are written to the idle peers from there too, else the applier thread is woken once for it.
     /// </summary>
     public void BatchStarting()
     {

@@ -22,7 +22,8 @@ public interface IHookHandler
 
     /// <summary>
     /// After them. With <paramref name="finishHere"/> the handler may finish the batch's work on the
-    /// receiving thread (nothing else is waiting to be received); without it, it should hand the work on.
+    /// receiving thread (a small batch, nothing more waiting, an ordinary rate); without it, it should hand
+    /// the work on.
     /// </summary>
     void BatchEnded(bool finishHere)
     {
