@@ -73,6 +73,8 @@ public sealed class HookServer : IAsyncDisposable
     private static readonly Counter<long> Handled = Meter.CreateCounter<long>("shadownet.hook.events", "{event}", "Hook events answered, by kind, status and transport");
     private static readonly KeyValuePair<string, object?>[] TransportTags = [new("transport", "udp"), new("transport", "grpc")];
     private static readonly Counter<long> Repeated = Meter.CreateCounter<long>("shadownet.hook.datagrams.repeated", "{datagram}", "Client retries answered from the reply cache");
+    private static readonly Counter<long> Batches = Meter.CreateCounter<long>("shadownet.hook.batches", "{batch}", "Received datagram batches, by the thread that finished their work");
+    private static readonly KeyValuePair<string, object?>[] FinishedTags = [new("finished", "handed_on"), new("finished", "receiver")];
 
     private static readonly KeyValuePair<string, object?>[] KindTags = [new("kind", "create"), new("kind", "delete")];
 
@@ -102,6 +104,7 @@ public sealed class HookServer : IAsyncDisposable
     private readonly Lock _windowsLock = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly long[] _rejections = new long[Enum.GetValues<DatagramRejection>().Length];
+    private readonly long[] _batches = new long[2]; // handed on, finished on the receiving thread
 
     public HookServer(HookServerOptions options, IHookHandler handler)
     {
@@ -127,6 +130,9 @@ public sealed class HookServer : IAsyncDisposable
 
     /// <summary>Datagrams dropped for a reason since start (the metric, readable without a listener).</summary>
     public long RejectedCount(DatagramRejection reason) => Interlocked.Read(ref _rejections[(int)reason]);
+
+    /// <summary>Received batches whose work the receiving thread finished itself, or handed on (the metric, readable without a listener).</summary>
+    public long BatchCount(bool finishedHere) => Interlocked.Read(ref _batches[finishedHere ? 1 : 0]);
 
     /// <summary>Why the receiving thread runs without the <see cref="HookServerOptions.ReceiverNice"/> asked for (after <see cref="Start"/>); null when it has it.</summary>
     public string? ReceiverNiceProblem { get; private set; }
@@ -230,7 +236,10 @@ public sealed class HookServer : IAsyncDisposable
             finally
             {
                 // Also after a failure: the batch's operations are queued.
-                _handler.BatchEnded(finishHere: !busy && _options.InlineRateLimit > 0 && count <= _options.InlineBatchLimit && NothingWaiting());
+                var finishHere = !busy && _options.InlineRateLimit > 0 && count <= _options.InlineBatchLimit && NothingWaiting();
+                Interlocked.Increment(ref _batches[finishHere ? 1 : 0]);
+                Batches.Add(1, FinishedTags[finishHere ? 1 : 0]);
+                _handler.BatchEnded(finishHere);
             }
 
             if (_options.FlushedByCaller)

@@ -113,6 +113,7 @@ public sealed class HookServerTests : IAsyncLifetime
         await ReceiveAsync(socket);
         await Eventually(() => handler.BatchesEnded == 1);
         Assert.Equal((1, 1, 1), (handler.BatchesStarted, handler.BatchesFinishedHere, handler.Creates));
+        Assert.Equal((1, 0), (server.BatchCount(finishedHere: true), server.BatchCount(finishedHere: false)));
         Assert.Equal(["shadownet-hooks-in"], handler.BatchThreads.Distinct());
         Assert.Equal(5, handler.ReceiverNice);
     }
@@ -147,6 +148,7 @@ public sealed class HookServerTests : IAsyncLifetime
         // slower than one datagram a second in a window would leave them all finished here).
         await Eventually(() => handler.BatchesEnded == 30);
         Assert.True(handler.BatchesFinishedHere < 30, $"{handler.BatchesFinishedHere} of 30 finished on the receiving thread");
+        Assert.Equal((handler.BatchesFinishedHere, 30 - handler.BatchesFinishedHere), (server.BatchCount(true), server.BatchCount(false)));
     }
 
     private Socket Connected() => Connected(_server);
