@@ -240,15 +240,15 @@ public sealed partial class BgpPeer
 
             adjRibOut = new AdjRibOut();
             _adjRibOut = adjRibOut;
-            writerState = new WriterState(connection, adjRibOut, session, _speaker.ExportContextFor(this, connection.LocalEndPoint.Address, session));
+            var state = new WriterState(connection, adjRibOut, session, _speaker.ExportContextFor(this, connection.LocalEndPoint.Address, session));
+            writerState = state; // for the teardown below
             // Timers first: their PeriodicTimer must exist before the writer's first message
             // (End-of-RIB) can let anyone observe the session and move the clock.
-            var timers = TimersAsync(connection, writerState, session, token);
-            var state = writerState;
+            var timers = TimersAsync(connection, state, session, token);
             adjRibOut.SendNow = () => TrySendNow(state, token);
             _speaker.LocRib.Subscribe(adjRibOut);
-            writer = Task.Run(() => WriterLoopAsync(writerState, token), CancellationToken.None);
-            await ReaderLoopAsync(connection, writerState, session, token).ConfigureAwait(false);
+            writer = Task.Run(() => WriterLoopAsync(state, token), CancellationToken.None);
+            await ReaderLoopAsync(connection, state, session, token).ConfigureAwait(false);
             await timers.ConfigureAwait(false);
         }
         catch (BgpProtocolException e)

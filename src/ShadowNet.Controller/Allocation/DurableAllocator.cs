@@ -403,10 +403,7 @@ public sealed class DurableAllocator : IAsyncDisposable
 
             while (_filling.Operations.Count > 0 && !TryHandOver())
             {
-                Volatile.Write(ref _applying, 0);
-                _wakeApplier.Wait();
-                _wakeApplier.Reset();
-                TakeApplying();
+                WaitForWake();
             }
         }
         finally
@@ -441,6 +438,15 @@ public sealed class DurableAllocator : IAsyncDisposable
 
         RefreshPoolUsage(group.Changes.Count > 0);
         return group;
+    }
+
+    /// <summary>The applier thread sleeps without the applying role (a receiver may apply meanwhile) and takes it back.</summary>
+    private void WaitForWake()
+    {
+        Volatile.Write(ref _applying, 0);
+        _wakeApplier.Wait();
+        _wakeApplier.Reset();
+        TakeApplying();
     }
 
     /// <summary>The applier thread takes the role back after waiting; a batch applied inline is short.</summary>
@@ -616,10 +622,7 @@ public sealed class DurableAllocator : IAsyncDisposable
                 return false;
             }
 
-            Volatile.Write(ref _applying, 0);
-            _wakeApplier.Wait();
-            _wakeApplier.Reset();
-            TakeApplying();
+            WaitForWake();
             Interlocked.Exchange(ref _applierSleeping, 0);
         }
     }
