@@ -88,9 +88,11 @@ public class GracefulRestartTests
             var clock = Stopwatch.StartNew();
             while (clock.Elapsed < Patience)
             {
-                // Read the session state first: a drop seen after it was read as down came after the reconnect only if it was up.
-                var up = await established();
+                // Read the session state after the count: a drop counted while the session is still down
+                // afterwards came before the reconnect. (Read first, the session could come up and its
+                // End-of-RIB clear the stale routes between the two reads: a false failure, seen once.)
                 var routes = await count();
+                var up = await established();
                 reconnected |= up;
                 fewest = Math.Min(fewest, routes);
                 if (routes < 500 && !reconnected)
