@@ -66,6 +66,9 @@ public sealed class DurableAllocator : IAsyncDisposable
     private Group _filling = new();
     private Group? _spare = new();
     private Group? _handedOver;
+    // 1 when a hand-over found the committer busy: the committer then wakes the applier when it frees,
+    // and only then (CommitterLoop, TryHandOver).
+    private int _groupWaiting;
     private volatile bool _applierDone;
 
     private int _disposed;
@@ -172,35 +175,8 @@ public sealed class DurableAllocator : IAsyncDisposable
         return durable;
     }
 
-    /// <summary>One delegate for both ways of reserving (awaited, and posted by <see cref="PostReserve"/>).</summary>
-    private static readonly Func<AddressAllocator, (string Application, IpFamily Family, int Count), ReserveResult> ReserveOperation =
-        static (a, x) => a.Reserve(x.Application, x.Family, x.Count);
-
     public ValueTask<ReserveResult> ReserveAsync(string application, IpFamily family, int count, CancellationToken cancellationToken = default) =>
-        Submit(ReserveOperation, (application, family, count), cancellationToken);
-
-    /// <summary>
-    /// Queues reservations that nobody waits for (a warm pool's refill after a hit): no task, no list; a
-    /// failure shows as a failed commit (<see cref="CommitFailed"/>) like any other. False when the
-    /// queue is full or the allocator is stopping: the next planner step reserves instead.
-    /// </summary>
-    public bool PostReserve(string application, IpFamily family, int count)
-    {
-        if (_fault is not null)
-        {
-            return false;
-        }
-
-        var operation = PooledOperation<(string, IpFamily, int), ReserveResult>.Rent(ReserveOperation, (application, family, count), onStore: false);
-        operation.Detached = true;
-        if (!TryEnqueue(operation))
-        {
-            operation.Recycle();
-            return false;
-        }
-
-        return true;
-    }
+        Submit(static (a, x) => a.Reserve(x.application, x.family, x.count), (application, family, count), cancellationToken);
 
     /// <summary>
     /// Reserves and reports the addresses that became reservations: the new ones, and any that went back
@@ -237,7 +213,25 @@ public sealed class DurableAllocator : IAsyncDisposable
 
     /// <summary>Claims with the hypervisor's address, kept with the lease as the route's next hop.</summary>
     public ValueTask<ClaimResult> ClaimAsync(string instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken = default) =>
-        Submit(static (a, x) => a.Claim(x.instance, x.application, x.family, x.host), (instance, application, family, host), cancellationToken);
+        ClaimAsync(instance, application, family, host, refillOnHit: false, cancellationToken);
+
+    /// <summary>
+    /// Claims; with <paramref name="refillOnHit"/>, a hit also reserves the application one address in its
+    /// place, in the same step (a warm pool kept full). The replacement commits with the claim: reserved
+    /// once the claim's reply is sent, at no extra commit, and no extra wake-up of the applier thread.
+    /// </summary>
+    public ValueTask<ClaimResult> ClaimAsync(string instance, string application, IpFamily family, Address? host, bool refillOnHit,
+        CancellationToken cancellationToken = default) =>
+        Submit(static (a, x) =>
+        {
+            var claim = a.Claim(x.instance, x.application, x.family, x.host);
+            if (x.refillOnHit && claim.Status == ClaimStatus.Hit)
+            {
+                a.Reserve(x.application, x.family, 1); // a pool with no room left is refilled by the planner later
+            }
+
+            return claim;
+        }, (instance, application, family, host, refillOnHit), cancellationToken);
 
     /// <summary>Stores a miss record with the next group; completes once it is durable.</summary>
     public ValueTask<bool> RecordMissAsync(MissRecord miss, CancellationToken cancellationToken = default) =>
@@ -287,35 +281,48 @@ public sealed class DurableAllocator : IAsyncDisposable
     /// <summary>
     /// Applies what is queued on the calling thread if <paramref name="applyHere"/> and no thread is
     /// applying (their routes are announced from here; the commit is still the committer's), else wakes
-    /// the applier for it.
+    /// the applier for it. <paramref name="beforeCommit"/> then runs on this thread before the committer
+    /// is woken: the route manager sends the batch's routes there, so that the committer's wake-up (an
+    /// interrupt to the other CPU, and a thread that competes with the BGP peer for it) comes after them.
     /// </summary>
-    public void EndBatch(bool applyHere = true)
+    public void EndBatch(bool applyHere = true, Action? beforeCommit = null)
     {
         t_batchFor = null;
         if (!applyHere || Interlocked.CompareExchange(ref _applying, 1, 0) != 0)
         {
             WakeApplier();
+            beforeCommit?.Invoke();
             return;
         }
 
         var reader = _queue.Reader;
+        var handedOver = false;
         try
         {
-            if (ApplyQueued(reader).Operations.Count > 0)
+            try
             {
-                TryHandOver();
+                handedOver = ApplyQueued(reader).Operations.Count > 0 && TryHandOver(wakeCommitter: false);
             }
+            finally
+            {
+                Volatile.Write(ref _applying, 0);
+            }
+
+            beforeCommit?.Invoke();
         }
         finally
         {
-            Volatile.Write(ref _applying, 0);
-        }
+            if (handedOver)
+            {
+                _wakeCommitter.Set();
+            }
 
-        // A batch larger than a group leaves operations queued; a group the committer could not take yet
-        // is handed over when the committer wakes the applier.
-        if (reader.TryPeek(out _))
-        {
-            _wakeApplier.Set();
+            // A batch larger than a group leaves operations queued; a group the committer could not take
+            // yet is handed over when the committer wakes the applier.
+            if (reader.TryPeek(out _))
+            {
+                _wakeApplier.Set();
+            }
         }
     }
 
@@ -472,11 +479,17 @@ public sealed class DurableAllocator : IAsyncDisposable
     }
 
     /// <summary>Gives the applied group to the committer if it is free, and starts filling the spare.</summary>
-    private bool TryHandOver()
+    private bool TryHandOver(bool wakeCommitter = true)
     {
         if (Volatile.Read(ref _handedOver) is not null)
         {
-            return false;
+            // The flag, then a second look (Interlocked is a full fence here and in the committer's
+            // release): either this thread sees the committer free, or the committer sees the flag.
+            Interlocked.Exchange(ref _groupWaiting, 1);
+            if (Volatile.Read(ref _handedOver) is not null)
+            {
+                return false;
+            }
         }
 
         var next = _spare!;
@@ -484,7 +497,11 @@ public sealed class DurableAllocator : IAsyncDisposable
         Volatile.Write(ref _handedOver, _filling);
         _filling = next;
         _allocator.Changes = next.Changes;
-        _wakeCommitter.Set();
+        if (wakeCommitter)
+        {
+            _wakeCommitter.Set();
+        }
+
         return true;
     }
 
@@ -515,8 +532,11 @@ public sealed class DurableAllocator : IAsyncDisposable
 
                 group.Clear();
                 _spare = group;
-                Volatile.Write(ref _handedOver, null);
-                _wakeApplier.Set();
+                Interlocked.Exchange(ref _handedOver, null);
+                if (Interlocked.Exchange(ref _groupWaiting, 0) != 0)
+                {
+                    _wakeApplier.Set();
+                }
             }
         }
         finally
@@ -719,9 +739,6 @@ public sealed class DurableAllocator : IAsyncDisposable
 
         public ValueTask<TResult> Result => new(this, _core.Version);
 
-        /// <summary>Nobody awaits the result: <see cref="Complete"/> recycles the operation itself.</summary>
-        public bool Detached { get; set; }
-
         public static PooledOperation<TArgs, TResult> Rent(Func<AddressAllocator, TArgs, TResult> apply, TArgs args, bool onStore)
         {
             if (!Pool.TryDequeue(out var operation))
@@ -750,12 +767,6 @@ public sealed class DurableAllocator : IAsyncDisposable
 
         public override void Complete()
         {
-            if (Detached)
-            {
-                Recycle();
-                return;
-            }
-
             if (_error is not null)
             {
                 _core.SetException(_error);
@@ -788,7 +799,6 @@ public sealed class DurableAllocator : IAsyncDisposable
             _args = default!;
             _result = default!;
             _error = null;
-            Detached = false;
             Pool.Enqueue(this);
         }
 

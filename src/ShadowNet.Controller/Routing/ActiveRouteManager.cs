@@ -115,10 +115,13 @@ public sealed class ActiveRouteManager : IHookHandler
     private readonly IMetricWindowSource? _windows;
     private readonly MissLog? _missLog;
 
+    private static readonly Action s_releaseSends = BgpSpeaker.ReleaseSends;
+
     /// <summary>
     /// The hook receiver's batch is queued whole; when the server lets it finish there (ordinary rates),
     /// it is applied on the receiving thread (see <see cref="DurableAllocator.BeginBatch"/>) and its routes
-    /// are written to the idle peers from there too, else the applier thread is woken once for it.
+    /// are written to the idle peers from there too, before the committer is woken for it; else the
+    /// applier thread is woken once for it.
     /// </summary>
     public void BatchStarting()
     {
@@ -130,11 +133,11 @@ public sealed class ActiveRouteManager : IHookHandler
     {
         try
         {
-            _allocator.EndBatch(applyHere: finishHere);
+            _allocator.EndBatch(applyHere: finishHere, beforeCommit: s_releaseSends);
         }
         finally
         {
-            BgpSpeaker.ReleaseSends();
+            BgpSpeaker.ReleaseSends(); // after a failure before EndBatch's own call; else nothing is held
         }
     }
 
@@ -230,7 +233,7 @@ public sealed class ActiveRouteManager : IHookHandler
         ValueTask<ClaimResult> claim;
         try
         {
-            claim = _allocator.ClaimAsync(instance, application, family, host, cancellationToken);
+            claim = _allocator.ClaimAsync(instance, application, family, host, refillOnHit: _warm.Contains((application, family)), cancellationToken);
         }
         catch (Exception)
         {
@@ -289,11 +292,6 @@ public sealed class ActiveRouteManager : IHookHandler
                 {
                     _ = RecordMissAsync(new MissRecord(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), application, instance, claim.Address, host,
                         _windows?.WindowJson(application)));
-                }
-                else if (claim.Status == ClaimStatus.Hit && _warm.Contains((application, family)))
-                {
-                    // Replace the reservation just taken; the reply does not wait for it.
-                    _allocator.PostReserve(application, family, 1);
                 }
 
                 Activation.Record(Stopwatch.GetElapsedTime(started).TotalSeconds,

@@ -1,5 +1,6 @@
 using System.Net;
 using ShadowNet.Addressing;
+using ShadowNet.Addressing.Allocation;
 using ShadowNet.Bgp.Sessions;
 using ShadowNet.Controller.Allocation;
 using ShadowNet.Controller.Routing;
@@ -35,19 +36,31 @@ public class HookOutcomeTests
     }
 
     [Fact]
-    public async Task APostedReservationIsMadeWithoutAnyoneWaitingAndRefusedOnceStopped()
+    public async Task AWarmPoolHitReservesItsReplacementInTheSameCommitAsTheClaim()
     {
         using var folder = new TempDirectory("state");
-        var allocator = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(folder.File("state.db")));
-        for (var i = 0; i < 100; i++)
+        await using var allocator = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(folder.File("state.db")));
+        await using var speaker = new BgpSpeaker(new BgpSpeakerOptions { LocalAs = 65003, RouterId = IPAddress.Parse("127.0.0.3") });
+        var manager = new ActiveRouteManager(allocator, speaker, TestPools.Small(),
+            new RouteManagerOptions { Warm = [new WarmTarget("web", IpFamily.IPv4, 3)] });
+        Assert.Equal(3, await manager.TopUpWarmAsync());
+
+        for (var i = 0; i < 5; i++)
         {
-            Assert.True(allocator.PostReserve("db", IpFamily.IPv4, 1));
+            var commits = allocator.Commits;
+            var created = await manager.CreateAsync($"vm-{i}", "web", IpFamily.IPv4, Address.Parse("192.0.2.10"), CancellationToken.None);
+            Assert.Equal(HookStatus.Hit, created.Status);
+            // The read waits for everything queued before it: the replacement was made with the claim,
+            // and the two went to the store in one commit (not a second one after the reply).
+            var usage = await allocator.ReadAsync(a => a.GetUsage("web", IpFamily.IPv4));
+            Assert.Equal(3, usage.Reserved);
+            Assert.Equal(i + 1, usage.Assigned);
+            Assert.Equal(commits + 1, allocator.Commits);
         }
 
-        // Operations apply in order: a read queued after the posts sees all of them.
-        var usage = await allocator.ReadAsync(a => a.GetUsage("db", IpFamily.IPv4));
-        Assert.Equal(100, usage.Reserved);
-        await allocator.DisposeAsync();
-        Assert.False(allocator.PostReserve("db", IpFamily.IPv4, 1));
+        // An application without a warm target is not refilled.
+        Assert.Equal(ReserveStatus.Reserved, (await allocator.ReserveAsync("db", IpFamily.IPv4, 1)).Status);
+        Assert.Equal(HookStatus.Hit, (await manager.CreateAsync("db-1", "db", IpFamily.IPv4, Address.Parse("192.0.2.10"), CancellationToken.None)).Status);
+        Assert.Equal(0, (await allocator.ReadAsync(a => a.GetUsage("db", IpFamily.IPv4))).Reserved);
     }
 }
