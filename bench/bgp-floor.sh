@@ -6,7 +6,8 @@
 # the bench); `both` alternates the two, run by run. Needs gcc, libssl-dev and bird2.
 # Usage: bench/bgp-floor.sh [rate events/s] [seconds] [runs] [relay|shadownetd|both]   (10000 5 3 relay)
 # BENCH_SYNC=normal runs the daemon without an fsync per commit. shadownetd's pool, a /14 whose
-# addresses are not reused within an hour, holds about eight runs of 10,000 events/s for 5 s.
+# addresses are not reused within an hour, holds about eight runs of 10,000 events/s for 5 s. After
+# each shadownetd run: its garbage collections during the run and their pause (its metrics, with curl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x /usr/sbin/bird ] || { echo "needs bird2 (scripts/test installs it)"; exit 2; }
@@ -62,6 +63,10 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 established() { /usr/sbin/birdc -s "$folder/bird.ctl" show protocols sn | grep -q Established; }
+# The daemon's garbage collections so far and their pauses in seconds, from its metrics.
+gc_figures() {
+  curl -s "http://127.0.0.1:$metrics_port/metrics" | awk '/^dotnet_gc_collections_total/ { n += $2 } /^dotnet_gc_pause_time_seconds_total/ { p += $2 } END { print n + 0, p + 0 }'
+}
 # One run of the C tool: with a key and a run number it drives shadownetd, without them the relay.
 rate=${1:-10000} seconds=${2:-5}
 run_floor() { timeout 120 "$folder/bgp_floor" "$rate" "$seconds" "$bird_port" "$probe_port" "$@"; }
@@ -80,6 +85,9 @@ for run in $(seq 1 "${3:-3}"); do
     run_floor "$udp_port"
   fi
   if [ "$speakers" != relay ]; then
+    before=$(gc_figures)
     run_floor "$hook_port" "$key" "$run"
+    # A collection pauses every thread of the daemon: say which runs had one.
+    echo "$before $(gc_figures)" | awk '{ printf "  shadownetd garbage collections during the run: %d, paused %.1f ms\n", $3 - $1, ($4 - $2) * 1000 }'
   fi
 done
