@@ -7,6 +7,11 @@ if (args.Length > 0 && args[0] == "ack-latency")
     return await AckLatencyProbe.RunAsync(args);
 }
 
+if (args.Length > 0 && args[0] == "name-retention")
+{
+    return ShadowNet.Benchmarks.Addressing.NameRetentionProbe.Run(args);
+}
+
 if (args.Length > 0 && args[0] == "hooks-to-bird")
 {
     return await HooksToBird.RunAsync(args);
