@@ -19,9 +19,7 @@ internal static class NameRetentionProbe
     public static int Run(string[] args)
     {
         var layout = args.Length > 1 ? args[1] : "refs";
-        var leases = args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 250_000;
-        var seconds = args.Length > 3 ? int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture) : 20;
-        var garbage = args.Length > 4 ? int.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture) : 1000;
+        var (leases, seconds, garbage) = (Argument(2, 250_000), Argument(3, 20), Argument(4, 1000));
         if (layout is not ("refs" or "handles" or "none"))
         {
             Console.Error.WriteLine("layout: refs, handles or none");
@@ -62,6 +60,9 @@ internal static class NameRetentionProbe
             $"gen1 {GC.CollectionCount(1) - gen1AtStart}, paused {(GC.GetTotalPauseDuration() - pauseAtStart).TotalMilliseconds:F1} ms in all, " +
             $"at most {worst.TotalMilliseconds:F1} ms within one 1 ms tick");
         return 0;
+
+        int Argument(int index, int fallback) =>
+            args.Length > index ? int.Parse(args[index], System.Globalization.CultureInfo.InvariantCulture) : fallback;
 
         void Store(int address, string instance, long since)
         {
