@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using ShadowNet.Addressing.Pools;
 
 namespace ShadowNet.Addressing.Allocation;
@@ -25,9 +26,17 @@ public sealed class AddressAllocator
     /// </summary>
     public const int InitialLeaseCapacity = 1 << 16;
 
-    private readonly Dictionary<Address, Lease> _leases;
+    private const int NoName = -1;
+
+    // The lease table and the instance indexes hold no object per lease: names live in _names, pools and
+    // applications are referenced (they live as long as the allocator). A gen0 collection has nothing new
+    // to trace in them however many creates came since the last one (see InstanceNames).
+    private readonly InstanceNames _names;
+    private readonly Dictionary<Address, Row> _leases;
     private readonly Dictionary<InstanceKey, Address> _assigned;
-    private readonly Dictionary<InstanceKey, Address> _reservedForInstance = [];
+    private readonly Dictionary<InstanceKey, Address> _reservedForInstance;
+    private readonly Dictionary<InstanceKey, Address>.AlternateLookup<InstanceLookup> _assignedByName;
+    private readonly Dictionary<InstanceKey, Address>.AlternateLookup<InstanceLookup> _reservedByName;
     private readonly Dictionary<string, ApplicationBook> _applications = new(StringComparer.Ordinal);
     private readonly Func<Address, bool> _onQuarantineOver;
     private readonly bool _coarseClock;
@@ -69,8 +78,13 @@ public sealed class AddressAllocator
 
         _pools = [.. list];
         var capacity = (int)Math.Min((ulong)InitialLeaseCapacity, list.Aggregate(0UL, (sum, p) => sum + Math.Min(p.Size, InitialLeaseCapacity)));
-        _leases = new Dictionary<Address, Lease>(capacity);
-        _assigned = new Dictionary<InstanceKey, Address>(capacity);
+        _names = new InstanceNames(capacity);
+        var byName = new InstanceKeyComparer(_names);
+        _leases = new Dictionary<Address, Row>(capacity);
+        _assigned = new Dictionary<InstanceKey, Address>(capacity, byName);
+        _reservedForInstance = new Dictionary<InstanceKey, Address>(byName);
+        _assignedByName = _assigned.GetAlternateLookup<InstanceLookup>();
+        _reservedByName = _reservedForInstance.GetAlternateLookup<InstanceLookup>();
         _onQuarantineOver = OnQuarantineOver;
     }
 
@@ -106,8 +120,7 @@ public sealed class AddressAllocator
         var reserved = Math.Min(count, book.Unnamed(family).Count - unnamed);
         while (reserved < count && TryTakeFrom(book.Shadow(family), now, out var address, out var pool))
         {
-            var lease = new Lease(address, pool.Name, LeaseState.Reserved, application, null, false, now);
-            Put(lease, pool);
+            Put(new Row(address, pool, book, LeaseState.Reserved, NoName, false, now, null), instance: null);
             book.Unnamed(family).AddLast(address);
             added?.Add(address);
             if (reserved++ == 0)
@@ -125,15 +138,15 @@ public sealed class AddressAllocator
     /// </summary>
     public ReserveResult ReserveFor(string application, string instance, IpFamily family)
     {
-        if (string.IsNullOrEmpty(application) || string.IsNullOrEmpty(instance))
+        if (string.IsNullOrEmpty(application) || !IsValidName(instance))
         {
             return new ReserveResult(ReserveStatus.Invalid, 0, default);
         }
 
-        var key = new InstanceKey(instance, family);
-        if (_assigned.TryGetValue(key, out var existing) || _reservedForInstance.TryGetValue(key, out existing))
+        var lookup = new InstanceLookup(instance, family);
+        if (_assignedByName.TryGetValue(lookup, out var existing) || _reservedByName.TryGetValue(lookup, out existing))
         {
-            return _leases[existing].Application == application
+            return _leases[existing].Book.Name == application
                 ? new ReserveResult(ReserveStatus.Existing, 1, existing)
                 : new ReserveResult(ReserveStatus.Conflict, 0, existing);
         }
@@ -145,8 +158,9 @@ public sealed class AddressAllocator
             return new ReserveResult(ReserveStatus.Exhausted, 0, default);
         }
 
-        Put(new Lease(address, pool.Name, LeaseState.Reserved, application, instance, false, now), pool);
-        _reservedForInstance.Add(key, address);
+        var name = _names.Add(instance);
+        Put(new Row(address, pool, book, LeaseState.Reserved, name, false, now, null), instance);
+        _reservedForInstance.Add(new InstanceKey(name, family), address);
         book.Counts(family).ReservedForNamed++;
         return new ReserveResult(ReserveStatus.Reserved, 1, address);
     }
@@ -157,33 +171,34 @@ public sealed class AddressAllocator
     /// </summary>
     public ClaimResult Claim(string instance, string application, IpFamily family, Address? host = null)
     {
-        if (string.IsNullOrEmpty(instance) || string.IsNullOrEmpty(application))
+        if (!IsValidName(instance) || string.IsNullOrEmpty(application))
         {
             return new ClaimResult(ClaimStatus.Invalid, default, false);
         }
 
-        var key = new InstanceKey(instance, family);
-        if (_assigned.TryGetValue(key, out var existing))
+        var lookup = new InstanceLookup(instance, family);
+        if (_assignedByName.TryGetValue(lookup, out var existing))
         {
             var lease = _leases[existing];
-            return lease.Application == application
+            return lease.Book.Name == application
                 ? new ClaimResult(ClaimStatus.Existing, existing, lease.Preallocated)
                 : new ClaimResult(ClaimStatus.Conflict, existing, lease.Preallocated);
         }
 
         var book = GetBook(application);
         var now = NowMs();
-        if (_reservedForInstance.Count > 0 && _reservedForInstance.TryGetValue(key, out var named) && _leases[named].Application == application)
+        if (_reservedForInstance.Count > 0 && _reservedByName.TryGetValue(lookup, out var key, out var named) && _leases[named].Book == book)
         {
+            // The reservation's name is the instance's: its arena slot carries over to the assignment.
             _reservedForInstance.Remove(key);
             book.Counts(family).ReservedForNamed--;
-            Assign(named, instance, application, key, preallocated: true, now, host);
+            Assign(named, instance, key.Name, book, preallocated: true, now, host);
             return new ClaimResult(ClaimStatus.Hit, named, true);
         }
 
         if (book.Unnamed(family).TryTakeFirst(out var reserved))
         {
-            Assign(reserved, instance, application, key, preallocated: true, now, host);
+            Assign(reserved, instance, _names.Add(instance), book, preallocated: true, now, host);
             return new ClaimResult(ClaimStatus.Hit, reserved, true);
         }
 
@@ -198,8 +213,9 @@ public sealed class AddressAllocator
             return new ClaimResult(ClaimStatus.Exhausted, default, false);
         }
 
-        Put(new Lease(address, pool.Name, LeaseState.Assigned, application, instance, false, now, host), pool);
-        _assigned.Add(key, address);
+        var name = _names.Add(instance);
+        Put(new Row(address, pool, book, LeaseState.Assigned, name, false, now, host), instance);
+        _assigned.Add(new InstanceKey(name, family), address);
         book.Counts(family).Assigned++;
         return new ClaimResult(ClaimStatus.Miss, address, false);
     }
@@ -207,32 +223,34 @@ public sealed class AddressAllocator
     /// <summary>Releases an instance's address of one family; it waits out the pool's reuse delay.</summary>
     public bool Release(string instance, IpFamily family, out Lease released)
     {
-        var key = new InstanceKey(instance ?? string.Empty, family);
-        if (!_assigned.Remove(key, out var address))
+        if (!_assignedByName.Remove(new InstanceLookup(instance, family), out _, out var address))
         {
             released = default;
             return false;
         }
 
-        var lease = _leases[address];
-        var pool = _poolsByName[lease.Pool];
-        GetBook(lease.Application!).Counts(family).Assigned--;
+        var row = _leases[address];
+        var pool = row.Pool;
+        row.Book.Counts(family).Assigned--;
         pool.AssignedCount--;
         var now = NowMs();
         if (pool.ReuseDelayMs > 0)
         {
-            released = lease with { State = LeaseState.Quarantined, SinceMs = now };
-            _leases[address] = released;
+            // The quarantined lease keeps its name (the instance that last used it) until it is dropped.
+            row = row with { State = LeaseState.Quarantined, SinceMs = now };
+            _leases[address] = row;
             pool.QuarantinedCount++;
             pool.Quarantine(address, now);
+            released = LeaseOf(row, instance);
             Changes?.Add(new LeaseChange(released, false));
         }
         else
         {
-            released = lease;
+            released = LeaseOf(row, instance);
             _leases.Remove(address);
+            _names.Free(row.Instance);
             pool.Return(address);
-            Changes?.Add(new LeaseChange(lease, true));
+            Changes?.Add(new LeaseChange(released, true));
         }
 
         return true;
@@ -241,14 +259,14 @@ public sealed class AddressAllocator
     /// <summary>Cancels the reservation made for a named instance that never came.</summary>
     public bool Unreserve(string instance, IpFamily family)
     {
-        if (!_reservedForInstance.Remove(new InstanceKey(instance ?? string.Empty, family), out var address))
+        if (!_reservedByName.Remove(new InstanceLookup(instance, family), out _, out var address))
         {
             return false;
         }
 
-        var lease = _leases[address];
-        GetBook(lease.Application!).Counts(family).ReservedForNamed--;
-        Drop(lease);
+        var row = _leases[address];
+        row.Book.Counts(family).ReservedForNamed--;
+        Drop(row, instance);
         return true;
     }
 
@@ -267,7 +285,7 @@ public sealed class AddressAllocator
         var count = 0;
         while (unnamed.Count > Math.Max(keep, 0) && unnamed.TryTakeLast(out var address))
         {
-            Drop(_leases[address]);
+            Drop(_leases[address], instance: null);
             removed?.Add(address);
             count++;
         }
@@ -307,9 +325,9 @@ public sealed class AddressAllocator
 
     public bool TryGetByInstance(string instance, IpFamily family, out Lease lease)
     {
-        if (_assigned.TryGetValue(new InstanceKey(instance, family), out var address))
+        if (_assignedByName.TryGetValue(new InstanceLookup(instance, family), out var address))
         {
-            lease = _leases[address];
+            lease = LeaseOf(_leases[address], instance);
             return true;
         }
 
@@ -317,7 +335,13 @@ public sealed class AddressAllocator
         return false;
     }
 
-    public bool TryGetByAddress(Address address, out Lease lease) => _leases.TryGetValue(address, out lease);
+    /// <summary>Allocates the instance's name as a string, when the lease has one.</summary>
+    public bool TryGetByAddress(Address address, out Lease lease)
+    {
+        var found = _leases.TryGetValue(address, out var row);
+        lease = found ? LeaseOf(row) : default;
+        return found;
+    }
 
     public ApplicationUsage GetUsage(string application, IpFamily family)
     {
@@ -331,9 +355,9 @@ public sealed class AddressAllocator
     }
 
     /// <summary>Every lease, in no particular order (for listing; allocates).</summary>
-    public IEnumerable<Lease> Leases => _leases.Values;
+    public IEnumerable<Lease> Leases => _leases.Values.Select(row => LeaseOf(row));
 
-    public IEnumerable<Lease> LeasesOf(string application) => _leases.Values.Where(l => l.Application == application);
+    public IEnumerable<Lease> LeasesOf(string application) => _leases.Values.Where(row => row.Book.Name == application).Select(row => LeaseOf(row));
 
     /// <summary>A new array each time (it is published to other threads as it is); nothing else is allocated.</summary>
     public IReadOnlyList<PoolUsage> PoolUsages()
@@ -379,6 +403,11 @@ public sealed class AddressAllocator
                 throw new AllocationStateException($"lease {lease.Address} ({lease.State}) has no application or instance");
             }
 
+            if (lease.Instance is not null && !IsValidName(lease.Instance))
+            {
+                throw new AllocationStateException($"lease {lease.Address} names an instance of {lease.Instance.Length} characters (1 to {InstanceNames.MaxLength})");
+            }
+
             if (lease.State == LeaseState.Quarantined && lease.SinceMs + pool.ReuseDelayMs <= now)
             {
                 Changes?.Add(new LeaseChange(lease, true));
@@ -394,18 +423,19 @@ public sealed class AddressAllocator
 
             var family = lease.Address.Family;
             var book = GetBook(lease.Application);
+            var name = lease.Instance is null ? NoName : _names.Add(lease.Instance);
             switch (lease.State)
             {
                 case LeaseState.Assigned:
-                    if (!_assigned.TryAdd(new InstanceKey(lease.Instance!, family), lease.Address))
+                    if (!_assigned.TryAdd(new InstanceKey(name, family), lease.Address))
                     {
-                        throw new AllocationStateException($"instance '{lease.Instance}' holds two {family} addresses ({lease.Address} and {_assigned[new InstanceKey(lease.Instance!, family)]})");
+                        throw new AllocationStateException($"instance '{lease.Instance}' holds two {family} addresses ({lease.Address} and {_assignedByName[new InstanceLookup(lease.Instance, family)]})");
                     }
 
                     book.Counts(family).Assigned++;
                     break;
                 case LeaseState.Reserved when lease.Instance is not null:
-                    if (!_reservedForInstance.TryAdd(new InstanceKey(lease.Instance, family), lease.Address))
+                    if (!_reservedForInstance.TryAdd(new InstanceKey(name, family), lease.Address))
                     {
                         throw new AllocationStateException($"instance '{lease.Instance}' has two {family} reservations");
                     }
@@ -420,7 +450,7 @@ public sealed class AddressAllocator
                     break;
             }
 
-            _leases.Add(lease.Address, lease);
+            _leases.Add(lease.Address, new Row(lease.Address, pool, book, lease.State, name, lease.Preallocated, lease.SinceMs, lease.Host));
             Count(pool, lease.State, +1);
         }
 
@@ -439,14 +469,17 @@ public sealed class AddressAllocator
     {
         var violations = new List<string>();
         var perPool = _pools.ToDictionary(p => p.Name, _ => new int[4], StringComparer.Ordinal);
-        foreach (var (address, lease) in _leases)
+        var named = 0;
+        foreach (var (address, row) in _leases)
         {
+            var lease = LeaseOf(row);
             if (lease.Address != address)
             {
                 violations.Add($"lease keyed {address} names {lease.Address}");
             }
 
-            if (!_poolsByName.TryGetValue(lease.Pool, out var pool) || !pool.Contains(address))
+            var pool = row.Pool;
+            if (!_poolsByName.TryGetValue(pool.Name, out var configured) || configured != pool || !pool.Contains(address))
             {
                 violations.Add($"{address} is outside pool '{lease.Pool}'");
                 continue;
@@ -458,31 +491,38 @@ public sealed class AddressAllocator
             }
 
             perPool[pool.Name][(int)lease.State]++;
-            var key = new InstanceKey(lease.Instance ?? string.Empty, address.Family);
+            named += row.Instance == NoName ? 0 : 1;
+            var key = new InstanceKey(row.Instance, address.Family);
             switch (lease.State)
             {
-                case LeaseState.Assigned when !_assigned.TryGetValue(key, out var a) || a != address:
+                case LeaseState.Assigned when row.Instance == NoName || !_assigned.TryGetValue(key, out var a) || a != address:
                     violations.Add($"{address} is assigned to '{lease.Instance}' but the instance index disagrees");
                     break;
-                case LeaseState.Reserved when lease.Instance is not null && (!_reservedForInstance.TryGetValue(key, out var r) || r != address):
+                case LeaseState.Reserved when row.Instance != NoName && (!_reservedForInstance.TryGetValue(key, out var r) || r != address):
                     violations.Add($"{address} is reserved for '{lease.Instance}' but the reservation index disagrees");
                     break;
             }
         }
 
+        // An index key shares its lease's name slot; a slot no lease holds is a leak.
+        if (_names.Count != named)
+        {
+            violations.Add($"{_names.Count} instance names held but {named} leases name one");
+        }
+
         foreach (var (key, address) in _assigned)
         {
-            if (!_leases.TryGetValue(address, out var lease) || lease.State != LeaseState.Assigned || lease.Instance != key.Instance)
+            if (!_leases.TryGetValue(address, out var row) || row.State != LeaseState.Assigned || row.Instance != key.Name)
             {
-                violations.Add($"instance '{key.Instance}' points at {address}, which is not assigned to it");
+                violations.Add($"instance '{_names.ToString(key.Name)}' points at {address}, which is not assigned to it");
             }
         }
 
         foreach (var (key, address) in _reservedForInstance)
         {
-            if (!_leases.TryGetValue(address, out var lease) || lease.State != LeaseState.Reserved || lease.Instance != key.Instance)
+            if (!_leases.TryGetValue(address, out var row) || row.State != LeaseState.Reserved || row.Instance != key.Name)
             {
-                violations.Add($"named reservation '{key.Instance}' points at {address}, which is not reserved for it");
+                violations.Add($"named reservation '{_names.ToString(key.Name)}' points at {address}, which is not reserved for it");
             }
         }
 
@@ -494,7 +534,7 @@ public sealed class AddressAllocator
                 foreach (var address in book.Unnamed(family).Items())
                 {
                     unnamedTotal++;
-                    if (!_leases.TryGetValue(address, out var lease) || lease.State != LeaseState.Reserved || lease.Application != application || lease.Instance is not null)
+                    if (!_leases.TryGetValue(address, out var row) || row.State != LeaseState.Reserved || row.Book != book || row.Instance != NoName)
                     {
                         violations.Add($"{address} is queued as a reservation of '{application}' but its lease says otherwise");
                     }
@@ -502,7 +542,7 @@ public sealed class AddressAllocator
             }
         }
 
-        var unnamedLeases = _leases.Values.Count(l => l.State == LeaseState.Reserved && l.Instance is null);
+        var unnamedLeases = _leases.Values.Count(row => row.State == LeaseState.Reserved && row.Instance == NoName);
         if (unnamedTotal != unnamedLeases)
         {
             violations.Add($"{unnamedLeases} unnamed reservations in the table but {unnamedTotal} queued");
@@ -556,58 +596,76 @@ public sealed class AddressAllocator
         return false;
     }
 
-    private void Assign(Address address, string instance, string application, InstanceKey key, bool preallocated, long now, Address? host)
+    /// <summary>A reservation becomes the instance's: <paramref name="name"/> is its name, already in the arena.</summary>
+    private void Assign(Address address, string instance, int name, ApplicationBook book, bool preallocated, long now, Address? host)
     {
-        var lease = _leases[address];
-        var pool = _poolsByName[lease.Pool];
-        pool.ReservedCount--;
-        pool.AssignedCount++;
-        lease = lease with { State = LeaseState.Assigned, Application = application, Instance = instance, Preallocated = preallocated, SinceMs = now, Host = host };
-        _leases[address] = lease;
-        _assigned.Add(key, address);
-        GetBook(application).Counts(key.Family).Assigned++;
-        Changes?.Add(new LeaseChange(lease, false));
+        ref var row = ref CollectionsMarshal.GetValueRefOrNullRef(_leases, address);
+        row.Pool.ReservedCount--;
+        row.Pool.AssignedCount++;
+        row = row with { State = LeaseState.Assigned, Book = book, Instance = name, Preallocated = preallocated, SinceMs = now, Host = host };
+        _assigned.Add(new InstanceKey(name, address.Family), address);
+        book.Counts(address.Family).Assigned++;
+        Changes?.Add(new LeaseChange(LeaseOf(row, instance), false));
     }
 
-    private void Put(Lease lease, AddressPool pool)
+    /// <summary><paramref name="instance"/>: the row's name as a string, if the caller has it (saves a copy).</summary>
+    private void Put(Row row, string? instance)
     {
-        _leases.Add(lease.Address, lease);
-        Count(pool, lease.State, +1);
-        Changes?.Add(new LeaseChange(lease, false));
+        _leases.Add(row.Address, row);
+        Count(row.Pool, row.State, +1);
+        Changes?.Add(new LeaseChange(LeaseOf(row, instance), false));
     }
 
-    /// <summary>Removes a reservation and frees its address at once.</summary>
-    private void Drop(Lease lease)
+    /// <summary>Removes a reservation and frees its address (and name) at once.</summary>
+    private void Drop(Row row, string? instance)
     {
-        var pool = _poolsByName[lease.Pool];
-        _leases.Remove(lease.Address);
-        pool.Return(lease.Address);
-        Count(pool, lease.State, -1);
+        var lease = LeaseOf(row, instance);
+        _leases.Remove(row.Address);
+        FreeName(row);
+        row.Pool.Return(row.Address);
+        Count(row.Pool, row.State, -1);
         Changes?.Add(new LeaseChange(lease, true));
     }
+
+    private void FreeName(in Row row)
+    {
+        if (row.Instance != NoName)
+        {
+            _names.Free(row.Instance);
+        }
+    }
+
+    /// <summary>The row as the public lease; the name becomes a string (the caller's, when given).</summary>
+    private Lease LeaseOf(in Row row, string? instance = null) => new(
+        row.Address, row.Pool.Name, row.State, row.Book.Name,
+        row.Instance == NoName ? null : instance ?? _names.ToString(row.Instance),
+        row.Preallocated, row.SinceMs, row.Host);
+
+    private static bool IsValidName(string? instance) => instance is { Length: > 0 and <= InstanceNames.MaxLength };
 
     /// <summary>A reuse delay ended: true when the address stays taken as its application's reservation.</summary>
     private bool OnQuarantineOver(Address address)
     {
-        if (!_leases.Remove(address, out var lease))
+        if (!_leases.Remove(address, out var row))
         {
             return false;
         }
 
-        var pool = _poolsByName[lease.Pool];
+        var pool = row.Pool;
         pool.QuarantinedCount--;
         var family = address.Family;
-        if (pool.Definition.Kind == PoolKind.Shadow && lease.Application is { } application && _applications.TryGetValue(application, out var book)
-            && book.Unnamed(family).Count < book.Counts(family).Demand && Array.IndexOf(book.Shadow(family), pool) >= 0)
+        var book = row.Book;
+        if (pool.Definition.Kind == PoolKind.Shadow && book.Unnamed(family).Count < book.Counts(family).Demand && Array.IndexOf(book.Shadow(family), pool) >= 0)
         {
-            var reserved = new Lease(address, pool.Name, LeaseState.Reserved, application, null, false, NowMs());
-            Put(reserved, pool);
+            FreeName(row);
+            Put(new Row(address, pool, book, LeaseState.Reserved, NoName, false, NowMs(), null), instance: null);
             book.Unnamed(family).AddLast(address);
             Rereserved.Add(address);
             return true;
         }
 
-        Changes?.Add(new LeaseChange(lease, true));
+        Changes?.Add(new LeaseChange(LeaseOf(row), true));
+        FreeName(row);
         return false;
     }
 
@@ -632,7 +690,11 @@ public sealed class AddressAllocator
         return book;
     }
 
-    private readonly record struct InstanceKey(string Instance, IpFamily Family);
+    /// <summary>
+    /// A lease as the tables hold it: pool and application by reference, the instance as a name in
+    /// <see cref="_names"/> (<see cref="NoName"/>: none).
+    /// </summary>
+    private record struct Row(Address Address, AddressPool Pool, ApplicationBook Book, LeaseState State, int Instance, bool Preallocated, long SinceMs, Address? Host);
 
     /// <summary>One application's reservations and the pools it may draw from, per family.</summary>
     private sealed class ApplicationBook
@@ -643,6 +705,7 @@ public sealed class AddressAllocator
 
         public ApplicationBook(string application, AddressPool[] pools)
         {
+            Name = application;
             // Pools dedicated to the application come first, then the shared ones, in configuration order.
             AddressPool[] Choose(PoolKind kind, IpFamily family) =>
             [
@@ -654,6 +717,9 @@ public sealed class AddressAllocator
             _dynamic4 = Choose(PoolKind.Dynamic, IpFamily.IPv4);
             _dynamic6 = Choose(PoolKind.Dynamic, IpFamily.IPv6);
         }
+
+        /// <summary>The application; lease rows share this string.</summary>
+        public string Name { get; }
 
         public RingDeque<Address> Unnamed(IpFamily family) => family == IpFamily.IPv6 ? _unnamed6 : _unnamed4;
 

@@ -87,7 +87,8 @@ public class AllocatorPropertyTests
         foreach (var op in ops)
         {
             var app = Applications[op.Application];
-            var instance = $"{app}-{op.Instance}";
+            // Names of 5 to 300 characters, so that freed name slots of every size are reused.
+            var instance = $"{app}-{op.Instance}".PadRight(5 + (op.Instance * 13 % 296), '.');
             switch (op.Kind)
             {
                 case OpKind.Reserve:
