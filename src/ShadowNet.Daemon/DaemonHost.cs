@@ -16,13 +16,21 @@ namespace ShadowNet.Daemon;
 /// </summary>
 public static class DaemonHost
 {
+    /// <summary>
+    /// The hosts' default configuration watches its content root (the working directory) for changes,
+    /// subdirectories included: an inotify watch per directory, 1,364 of them when started from a source
+    /// tree, and a walk of the whole disk when started from <c>/</c>. The daemon reads its configuration
+    /// once, so nothing is watched.
+    /// </summary>
+    private static readonly string[] HostArguments = ["--hostBuilder:reloadConfigOnChange=false"];
+
     /// <param name="logging">Replaces the default console logging when given (the demo draws its own screen).</param>
     public static IHost Build(DaemonConfiguration configuration, IConfiguration settings, Action<ILoggingBuilder>? logging = null)
     {
         if (configuration.GrpcListen is { } grpc)
         {
             // The gRPC API needs Kestrel (HTTP/2 without TLS: loopback or a Unix socket; see the README).
-            var web = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+            var web = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = HostArguments });
             web.Configuration.AddConfiguration(settings);
             AddController(web.Services, configuration);
             logging?.Invoke(web.Logging);
@@ -44,7 +52,7 @@ public static class DaemonHost
             return app;
         }
 
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [] });
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = HostArguments });
         builder.Configuration.AddConfiguration(settings);
         AddController(builder.Services, configuration);
         logging?.Invoke(builder.Logging);

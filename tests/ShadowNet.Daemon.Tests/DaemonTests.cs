@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using ShadowNet.Addressing;
 using ShadowNet.Hooks.Udp;
 using static ShadowNet.Daemon.Tests.Shadownetd;
@@ -80,6 +81,22 @@ public class DaemonTests
         Assert.NotNull(read.MetricsListen);
         Assert.Equal("/opt/shadownet/shadownet-lstm.onnx", read.Prediction?.ModelPath);
         Assert.Equal(new Controller.Planning.PlannerOptions(), read.Prediction?.Planner);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void TheHostWatchesNoConfigurationFileForChanges(bool withGrpc)
+    {
+        var settings = new ConfigurationBuilder().AddJsonFile(Repository.File("config", "shadownet.example.json")).Build();
+        var configuration = Configuration.DaemonConfiguration.Read(settings);
+        configuration = withGrpc ? configuration : configuration with { GrpcListen = null };
+        using var host = DaemonHost.Build(configuration, settings);
+
+        // The hosts' defaults add appsettings files from the working directory; none may be watched.
+        var files = ((IConfigurationRoot)host.Services.GetRequiredService<IConfiguration>()).Providers.OfType<FileConfigurationProvider>().ToList();
+        Assert.NotEmpty(files);
+        Assert.All(files, f => Assert.False(f.Source.ReloadOnChange, $"{f.Source.Path} is watched"));
     }
 
     [Fact]
