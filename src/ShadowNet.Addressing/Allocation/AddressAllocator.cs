@@ -158,7 +158,7 @@ public sealed class AddressAllocator
             return new ReserveResult(ReserveStatus.Exhausted, 0, default);
         }
 
-        var name = _names.Add(instance);
+        var name = _names.Add(instance, lookup.Hash);
         Put(new Row(address, pool, book, LeaseState.Reserved, name, false, now, null), instance);
         _reservedForInstance.Add(new InstanceKey(name, family), address);
         book.Counts(family).ReservedForNamed++;
@@ -198,7 +198,7 @@ public sealed class AddressAllocator
 
         if (book.Unnamed(family).TryTakeFirst(out var reserved))
         {
-            Assign(reserved, instance, _names.Add(instance), book, preallocated: true, now, host);
+            Assign(reserved, instance, _names.Add(instance, lookup.Hash), book, preallocated: true, now, host);
             return new ClaimResult(ClaimStatus.Hit, reserved, true);
         }
 
@@ -213,7 +213,7 @@ public sealed class AddressAllocator
             return new ClaimResult(ClaimStatus.Exhausted, default, false);
         }
 
-        var name = _names.Add(instance);
+        var name = _names.Add(instance, lookup.Hash);
         Put(new Row(address, pool, book, LeaseState.Assigned, name, false, now, host), instance);
         _assigned.Add(new InstanceKey(name, family), address);
         book.Counts(family).Assigned++;
@@ -423,7 +423,7 @@ public sealed class AddressAllocator
 
             var family = lease.Address.Family;
             var book = GetBook(lease.Application);
-            var name = lease.Instance is null ? NoName : _names.Add(lease.Instance);
+            var name = lease.Instance is null ? NoName : _names.Add(lease.Instance, InstanceNames.HashOf(lease.Instance));
             switch (lease.State)
             {
                 case LeaseState.Assigned:

@@ -13,15 +13,16 @@ public class InstanceNamesTests
     {
         var names = new InstanceNames(4);
         var texts = new[] { "a", new string('b', 15), new string('c', 16), "vm-ñ-日本", new string('d', InstanceNames.MaxLength) };
-        var handles = texts.Select(t => names.Add(t)).ToList();
+        var handles = texts.Select(t => Add(names, t)).ToList();
         for (var i = 0; i < texts.Length; i++)
         {
             Assert.Equal(texts[i], names.ToString(handles[i]));
+            Assert.Equal(InstanceNames.HashOf(texts[i]), names.HashCodeOf(handles[i]));
         }
 
         Assert.Equal(texts.Length, names.Count);
-        Assert.Throws<ArgumentOutOfRangeException>(() => names.Add(new string('e', InstanceNames.MaxLength + 1)));
-        Assert.Throws<ArgumentOutOfRangeException>(() => names.Add(""));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Add(names, new string('e', InstanceNames.MaxLength + 1)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Add(names, ""));
     }
 
     [Fact]
@@ -31,14 +32,14 @@ public class InstanceNamesTests
         var live = new Queue<int>();
         for (var i = 0; i < 1000; i++)
         {
-            live.Enqueue(names.Add($"vm-{i}".PadRight(i % 40 + 1, 'x')));
+            live.Enqueue(Add(names, $"vm-{i}".PadRight(i % 40 + 1, 'x')));
         }
 
         var extent = names.Extent;
         for (var i = 1000; i < 100_000; i++)
         {
             names.Free(live.Dequeue());
-            live.Enqueue(names.Add($"vm-{i}".PadRight(i % 40 + 1, 'x')));
+            live.Enqueue(Add(names, $"vm-{i}".PadRight(i % 40 + 1, 'x')));
         }
 
         Assert.Equal(1000, names.Count);
@@ -107,6 +108,8 @@ public class InstanceNamesTests
         Assert.Equal(ClaimStatus.Hit, allocator.Claim(tooLong[..InstanceNames.MaxLength], "web", IpFamily.IPv4).Status);
         Assert.Empty(allocator.CheckInvariants());
     }
+
+    private static int Add(InstanceNames names, string name) => names.Add(name, InstanceNames.HashOf(name));
 
     // Not inlined: the strings must not stay alive in the test's own frame.
     [MethodImpl(MethodImplOptions.NoInlining)]
