@@ -89,7 +89,7 @@ public sealed class AddressAllocator
     }
 
     /// <summary>When set, every change is appended here in order (the durable layer drains it).</summary>
-    public List<LeaseChange>? Changes { get; set; }
+    public ChangeLog? Changes { get; set; }
 
     public int LeaseCount => _leases.Count;
 
@@ -169,7 +169,26 @@ public sealed class AddressAllocator
     /// Gives an instance its address: the reservation that names it, else the application's oldest
     /// reservation (a hit), else a dynamic pool (a miss). Idempotent for the same instance.
     /// </summary>
-    public ClaimResult Claim(string instance, string application, IpFamily family, Address? host = null)
+    public ClaimResult Claim(string instance, string application, IpFamily family, Address? host = null) =>
+        Claim(instance, instance, application, family, host);
+
+    /// <summary>
+    /// <see cref="Claim(string, string, IpFamily, Address?)"/> with the name as characters: no string is
+    /// made; the change recorded for the store carries the characters (<see cref="LeaseChange.Name"/>).
+    /// </summary>
+    public ClaimResult Claim(ReadOnlySpan<char> instance, string application, IpFamily family, Address? host = null) =>
+        Claim(instance, null, application, family, host);
+
+    /// <summary>A release by characters; <paramref name="released"/> then has no <c>Instance</c> string.</summary>
+    public bool Release(ReadOnlySpan<char> instance, IpFamily family, out Lease released) => Release(instance, null, family, out released);
+
+    /// <summary>Releases an instance's address of one family; it waits out the pool's reuse delay.</summary>
+    public bool Release(string instance, IpFamily family, out Lease released) => Release(instance, instance, family, out released);
+
+    /// <param name="instance">The name.</param>
+    /// <param name="instanceString">The same name as a string, when the caller has one (else the change log
+    /// carries the characters).</param>
+    private ClaimResult Claim(ReadOnlySpan<char> instance, string? instanceString, string application, IpFamily family, Address? host)
     {
         if (!IsValidName(instance) || string.IsNullOrEmpty(application))
         {
@@ -192,13 +211,13 @@ public sealed class AddressAllocator
             // The reservation's name is the instance's: its arena slot carries over to the assignment.
             _reservedForInstance.Remove(key);
             book.Counts(family).ReservedForNamed--;
-            Assign(named, instance, key.Name, book, preallocated: true, now, host);
+            Assign(named, instanceString, key.Name, book, preallocated: true, now, host);
             return new ClaimResult(ClaimStatus.Hit, named, true);
         }
 
         if (book.Unnamed(family).TryTakeFirst(out var reserved))
         {
-            Assign(reserved, instance, _names.Add(instance, lookup.Hash), book, preallocated: true, now, host);
+            Assign(reserved, instanceString, _names.Add(instance, lookup.Hash), book, preallocated: true, now, host);
             return new ClaimResult(ClaimStatus.Hit, reserved, true);
         }
 
@@ -214,14 +233,13 @@ public sealed class AddressAllocator
         }
 
         var name = _names.Add(instance, lookup.Hash);
-        Put(new Row(address, pool, book, LeaseState.Assigned, name, false, now, host), instance);
+        Put(new Row(address, pool, book, LeaseState.Assigned, name, false, now, host), instanceString);
         _assigned.Add(new InstanceKey(name, family), address);
         book.Counts(family).Assigned++;
         return new ClaimResult(ClaimStatus.Miss, address, false);
     }
 
-    /// <summary>Releases an instance's address of one family; it waits out the pool's reuse delay.</summary>
-    public bool Release(string instance, IpFamily family, out Lease released)
+    private bool Release(ReadOnlySpan<char> instance, string? instanceString, IpFamily family, out Lease released)
     {
         if (!_assignedByName.Remove(new InstanceLookup(instance, family), out _, out var address))
         {
@@ -241,16 +259,16 @@ public sealed class AddressAllocator
             _leases[address] = row;
             pool.QuarantinedCount++;
             pool.Quarantine(address, now);
-            released = LeaseOf(row, instance);
-            Changes?.Add(new LeaseChange(released, false));
+            released = LeaseOf(row, instanceString);
+            Record(row, removed: false, instanceString);
         }
         else
         {
-            released = LeaseOf(row, instance);
+            released = LeaseOf(row, instanceString);
+            Record(row, removed: true, instanceString);
             _leases.Remove(address);
             _names.Free(row.Instance);
             pool.Return(address);
-            Changes?.Add(new LeaseChange(released, true));
         }
 
         return true;
@@ -339,7 +357,7 @@ public sealed class AddressAllocator
     public bool TryGetByAddress(Address address, out Lease lease)
     {
         var found = _leases.TryGetValue(address, out var row);
-        lease = found ? LeaseOf(row) : default;
+        lease = found ? LeaseOf(row, NameOf(row)) : default;
         return found;
     }
 
@@ -355,9 +373,9 @@ public sealed class AddressAllocator
     }
 
     /// <summary>Every lease, in no particular order (for listing; allocates).</summary>
-    public IEnumerable<Lease> Leases => _leases.Values.Select(row => LeaseOf(row));
+    public IEnumerable<Lease> Leases => _leases.Values.Select(row => LeaseOf(row, NameOf(row)));
 
-    public IEnumerable<Lease> LeasesOf(string application) => _leases.Values.Where(row => row.Book.Name == application).Select(row => LeaseOf(row));
+    public IEnumerable<Lease> LeasesOf(string application) => _leases.Values.Where(row => row.Book.Name == application).Select(row => LeaseOf(row, NameOf(row)));
 
     /// <summary>A new array each time (it is published to other threads as it is); nothing else is allocated.</summary>
     public IReadOnlyList<PoolUsage> PoolUsages()
@@ -472,7 +490,7 @@ public sealed class AddressAllocator
         var named = 0;
         foreach (var (address, row) in _leases)
         {
-            var lease = LeaseOf(row);
+            var lease = LeaseOf(row, NameOf(row));
             if (lease.Address != address)
             {
                 violations.Add($"lease keyed {address} names {lease.Address}");
@@ -597,7 +615,7 @@ public sealed class AddressAllocator
     }
 
     /// <summary>A reservation becomes the instance's: <paramref name="name"/> is its name, already in the arena.</summary>
-    private void Assign(Address address, string instance, int name, ApplicationBook book, bool preallocated, long now, Address? host)
+    private void Assign(Address address, string? instance, int name, ApplicationBook book, bool preallocated, long now, Address? host)
     {
         ref var row = ref CollectionsMarshal.GetValueRefOrNullRef(_leases, address);
         row.Pool.ReservedCount--;
@@ -605,7 +623,7 @@ public sealed class AddressAllocator
         row = row with { State = LeaseState.Assigned, Book = book, Instance = name, Preallocated = preallocated, SinceMs = now, Host = host };
         _assigned.Add(new InstanceKey(name, address.Family), address);
         book.Counts(address.Family).Assigned++;
-        Changes?.Add(new LeaseChange(LeaseOf(row, instance), false));
+        Record(row, removed: false, instance);
     }
 
     /// <summary><paramref name="instance"/>: the row's name as a string, if the caller has it (saves a copy).</summary>
@@ -613,18 +631,29 @@ public sealed class AddressAllocator
     {
         _leases.Add(row.Address, row);
         Count(row.Pool, row.State, +1);
-        Changes?.Add(new LeaseChange(LeaseOf(row, instance), false));
+        Record(row, removed: false, instance);
     }
 
     /// <summary>Removes a reservation and frees its address (and name) at once.</summary>
     private void Drop(Row row, string? instance)
     {
-        var lease = LeaseOf(row, instance);
+        Record(row, removed: true, instance);
         _leases.Remove(row.Address);
         FreeName(row);
         row.Pool.Return(row.Address);
         Count(row.Pool, row.State, -1);
-        Changes?.Add(new LeaseChange(lease, true));
+    }
+
+    /// <summary>
+    /// Appends the change for the store, before the row's name may be freed. With no string for the name
+    /// (<paramref name="instance"/> null), the log copies its characters from the arena: no string is made.
+    /// </summary>
+    private void Record(in Row row, bool removed, string? instance)
+    {
+        if (Changes is { } changes)
+        {
+            changes.Add(LeaseOf(row, instance), removed, instance is null && row.Instance != NoName ? _names[row.Instance] : default);
+        }
     }
 
     private void FreeName(in Row row)
@@ -635,13 +664,15 @@ public sealed class AddressAllocator
         }
     }
 
-    /// <summary>The row as the public lease; the name becomes a string (the caller's, when given).</summary>
-    private Lease LeaseOf(in Row row, string? instance = null) => new(
-        row.Address, row.Pool.Name, row.State, row.Book.Name,
-        row.Instance == NoName ? null : instance ?? _names.ToString(row.Instance),
+    /// <summary>The row as the public lease, with <paramref name="instance"/> as its name (null: none given).</summary>
+    private static Lease LeaseOf(in Row row, string? instance) => new(
+        row.Address, row.Pool.Name, row.State, row.Book.Name, row.Instance == NoName ? null : instance,
         row.Preallocated, row.SinceMs, row.Host);
 
-    private static bool IsValidName(string? instance) => instance is { Length: > 0 and <= InstanceNames.MaxLength };
+    /// <summary>The row's name as a new string (listing and lookups, not the hot path).</summary>
+    private string? NameOf(in Row row) => row.Instance == NoName ? null : _names.ToString(row.Instance);
+
+    private static bool IsValidName(ReadOnlySpan<char> instance) => instance.Length is > 0 and <= InstanceNames.MaxLength;
 
     /// <summary>A reuse delay ended: true when the address stays taken as its application's reservation.</summary>
     private bool OnQuarantineOver(Address address)
@@ -664,7 +695,7 @@ public sealed class AddressAllocator
             return true;
         }
 
-        Changes?.Add(new LeaseChange(LeaseOf(row), true));
+        Record(row, removed: true, instance: null);
         FreeName(row);
         return false;
     }

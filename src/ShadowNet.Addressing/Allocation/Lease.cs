@@ -37,9 +37,19 @@ public readonly record struct Lease(
     Address? Host = null);
 
 /// <summary>One change to the lease table, in the order the allocator made it: what a store writes.</summary>
-/// <param name="Lease">The lease after the change (for a removal, as it was).</param>
+/// <param name="Lease">The lease after the change (for a removal, as it was). Its <c>Instance</c> is null
+/// when the change came from a call that gave the name as characters: see <see cref="InstanceName"/>.</param>
 /// <param name="Removed">True when the address went back to free.</param>
-public readonly record struct LeaseChange(Lease Lease, bool Removed);
+/// <param name="Name">The instance's name when the lease's <c>Instance</c> is not a string: characters in
+/// the change log, valid until the log is cleared (the store writes them; no string is made per change).</param>
+public readonly record struct LeaseChange(Lease Lease, bool Removed, ReadOnlyMemory<char> Name = default)
+{
+    /// <summary>The instance's name, however it was given; empty when the lease names none.</summary>
+    public ReadOnlySpan<char> InstanceName => Lease.Instance is { } instance ? instance : Name.Span;
+
+    /// <summary>True when the lease names an instance.</summary>
+    public bool HasInstance => Lease.Instance is not null || !Name.IsEmpty;
+}
 
 public enum ClaimStatus : byte
 {

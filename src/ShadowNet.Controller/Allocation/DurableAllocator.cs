@@ -146,7 +146,7 @@ public sealed class DurableAllocator : IAsyncDisposable
         AddressAllocator allocator;
         try
         {
-            allocator = new AddressAllocator(pools, time) { Changes = [] };
+            allocator = new AddressAllocator(pools, time) { Changes = new ChangeLog() };
             allocator.Restore(store.LoadLeases());
         }
         catch (AllocationStateException e)
@@ -165,7 +165,7 @@ public sealed class DurableAllocator : IAsyncDisposable
         if (allocator.Changes.Count > 0)
         {
             // Quarantined addresses whose delay ran out while we were down: tidy them away before serving.
-            store.Commit(CollectionsMarshal.AsSpan(allocator.Changes), [], ++durable._sequence);
+            store.Commit(allocator.Changes.AsSpan(), [], ++durable._sequence);
         }
 
         allocator.Changes = durable._filling.Changes;
@@ -222,16 +222,17 @@ public sealed class DurableAllocator : IAsyncDisposable
     /// </summary>
     public ValueTask<ClaimResult> ClaimAsync(string instance, string application, IpFamily family, Address? host, bool refillOnHit,
         CancellationToken cancellationToken = default) =>
-        Submit(static (a, x) =>
-        {
-            var claim = a.Claim(x.instance, x.application, x.family, x.host);
-            if (x.refillOnHit && claim.Status == ClaimStatus.Hit)
-            {
-                a.Reserve(x.application, x.family, 1); // a pool with no room left is refilled by the planner later
-            }
+        Submit(static (a, x) => Refilled(a, a.Claim(x.instance, x.application, x.family, x.host), x.application, x.family, x.refillOnHit),
+            (instance, application, family, host, refillOnHit), cancellationToken);
 
-            return claim;
-        }, (instance, application, family, host, refillOnHit), cancellationToken);
+    /// <summary>
+    /// A claim by a name held as characters (the UDP hook's): no string is made for it, here or in the
+    /// store. <paramref name="instance"/> must stay rented until the result has been read.
+    /// </summary>
+    public ValueTask<ClaimResult> ClaimAsync(PooledName instance, string application, IpFamily family, Address? host, bool refillOnHit,
+        CancellationToken cancellationToken = default) =>
+        Submit(static (a, x) => Refilled(a, a.Claim(x.instance.Chars, x.application, x.family, x.host), x.application, x.family, x.refillOnHit),
+            (instance, application, family, host, refillOnHit), cancellationToken);
 
     /// <summary>Stores a miss record with the next group; completes once it is durable.</summary>
     public ValueTask<bool> RecordMissAsync(MissRecord miss, CancellationToken cancellationToken = default) =>
@@ -253,6 +254,10 @@ public sealed class DurableAllocator : IAsyncDisposable
     public ValueTask<Lease?> ReleaseAsync(string instance, IpFamily family, CancellationToken cancellationToken = default) =>
         Submit(static (a, x) => a.Release(x.instance, x.family, out var lease) ? lease : (Lease?)null, (instance, family), cancellationToken);
 
+    /// <summary>A release by a name held as characters; the lease returned has no <c>Instance</c> string.</summary>
+    public ValueTask<Lease?> ReleaseAsync(PooledName instance, IpFamily family, CancellationToken cancellationToken = default) =>
+        Submit(static (a, x) => a.Release(x.instance.Chars, x.family, out var lease) ? lease : (Lease?)null, (instance, family), cancellationToken);
+
     public ValueTask<bool> UnreserveAsync(string instance, IpFamily family, CancellationToken cancellationToken = default) =>
         Submit(static (a, x) => a.Unreserve(x.instance, x.family), (instance, family), cancellationToken);
 
@@ -263,6 +268,17 @@ public sealed class DurableAllocator : IAsyncDisposable
             a.Shrink(x.application, x.family, x.keep, removed);
             return removed;
         }, (application, family, keep), cancellationToken);
+
+    /// <summary>With <paramref name="refillOnHit"/>, a hit reserves the application one address in its place.</summary>
+    private static ClaimResult Refilled(AddressAllocator allocator, ClaimResult claim, string application, IpFamily family, bool refillOnHit)
+    {
+        if (refillOnHit && claim.Status == ClaimStatus.Hit)
+        {
+            allocator.Reserve(application, family, 1); // a pool with no room left is refilled by the planner later
+        }
+
+        return claim;
+    }
 
     private static List<Address> DrainRereserved(AddressAllocator allocator, List<Address> into)
     {
@@ -436,7 +452,7 @@ public sealed class DurableAllocator : IAsyncDisposable
                 operation.Apply(_allocator);
                 if (group.Changes.Count > before)
                 {
-                    Announce(CollectionsMarshal.AsSpan(group.Changes)[before..]);
+                    Announce(group.Changes.AsSpan()[before..]);
                 }
             }
 
@@ -552,7 +568,7 @@ public sealed class DurableAllocator : IAsyncDisposable
             try
             {
                 var started = System.Diagnostics.Stopwatch.GetTimestamp();
-                _store.Commit(CollectionsMarshal.AsSpan(group.Changes), CollectionsMarshal.AsSpan(group.Misses), _sequence + 1);
+                _store.Commit(group.Changes.AsSpan(), CollectionsMarshal.AsSpan(group.Misses), _sequence + 1);
                 _sequence++;
                 Interlocked.Increment(ref _commits);
                 GroupCommitted?.Invoke(group.Operations.Count, System.Diagnostics.Stopwatch.GetElapsedTime(started));
@@ -573,7 +589,7 @@ public sealed class DurableAllocator : IAsyncDisposable
 
             try
             {
-                CommitFailed?.Invoke(CollectionsMarshal.AsSpan(group.Changes));
+                CommitFailed?.Invoke(group.Changes.AsSpan());
             }
             catch (Exception)
             {
@@ -698,7 +714,7 @@ public sealed class DurableAllocator : IAsyncDisposable
     {
         public List<Operation> Operations { get; } = [];
 
-        public List<LeaseChange> Changes { get; } = [];
+        public ChangeLog Changes { get; } = new();
 
         public List<MissRecord> Misses { get; } = [];
 

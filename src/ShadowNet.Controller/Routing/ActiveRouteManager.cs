@@ -226,42 +226,62 @@ public sealed class ActiveRouteManager : IHookHandler
         return announced;
     }
 
-    /// <summary>A create: claims (hit or miss), replies when the claim is stored; its route follows the lease (FollowLeases).</summary>
-    public ValueTask<HookOutcome> CreateAsync(string instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken)
+    /// <summary>
+    /// A create: claims (hit or miss), replies when the claim is stored; its route follows the lease
+    /// (FollowLeases). The name travels as characters in a pooled buffer: no string per create.
+    /// </summary>
+    public ValueTask<HookOutcome> CreateAsync(ReadOnlySpan<char> instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
+        var name = PooledName.Rent(instance);
         ValueTask<ClaimResult> claim;
         try
         {
-            claim = _allocator.ClaimAsync(instance, application, family, host, refillOnHit: _warm.Contains((application, family)), cancellationToken);
+            claim = _allocator.ClaimAsync(name, application, family, host, refillOnHit: _warm.Contains((application, family)), cancellationToken);
         }
         catch (Exception)
         {
+            name.Return();
             return new ValueTask<HookOutcome>(new HookOutcome(HookStatus.Unavailable, null));
         }
 
-        return PooledOutcome<ClaimResult, (ActiveRouteManager Manager, string Instance, string Application, IpFamily Family, Address? Host, long Started)>.When(
-            claim, (this, instance, application, family, host, started), static (claim, x) => x.Manager.Created(claim, x.Instance, x.Application, x.Family, x.Host, x.Started));
+        return PooledOutcome<ClaimResult, (ActiveRouteManager Manager, PooledName Instance, string Application, IpFamily Family, Address? Host, long Started)>.When(
+            claim, (this, name, application, family, host, started), static (claim, x) => x.Manager.Created(claim, x.Instance, x.Application, x.Family, x.Host, x.Started));
     }
 
     /// <summary>A delete: releases the address (its route is withdrawn as the lease goes), replies when that is stored.</summary>
-    public ValueTask<HookOutcome> DeleteAsync(string instance, string application, IpFamily family, CancellationToken cancellationToken)
+    public ValueTask<HookOutcome> DeleteAsync(ReadOnlySpan<char> instance, string application, IpFamily family, CancellationToken cancellationToken)
     {
+        var name = PooledName.Rent(instance);
         ValueTask<Lease?> release;
         try
         {
-            release = _allocator.ReleaseAsync(instance, family, cancellationToken);
+            release = _allocator.ReleaseAsync(name, family, cancellationToken);
         }
         catch (Exception)
         {
+            name.Return();
             return new ValueTask<HookOutcome>(new HookOutcome(HookStatus.Unavailable, null));
         }
 
-        return PooledOutcome<Lease?, (ActiveRouteManager Manager, string Instance, string Application)>.When(
-            release, (this, instance, application), static (release, x) => x.Manager.Deleted(release, x.Instance, x.Application));
+        return PooledOutcome<Lease?, (ActiveRouteManager Manager, PooledName Instance, string Application)>.When(
+            release, (this, name, application), static (release, x) => x.Manager.Deleted(release, x.Instance, x.Application));
     }
 
-    private HookOutcome Created(ValueTask<ClaimResult> stored, string instance, string application, IpFamily family, Address? host, long started)
+    /// <summary>Reads the stored claim, then gives the name buffer back (the operation is done with it).</summary>
+    private HookOutcome Created(ValueTask<ClaimResult> stored, PooledName name, string application, IpFamily family, Address? host, long started)
+    {
+        try
+        {
+            return Created(stored, name.Chars, application, family, host, started);
+        }
+        finally
+        {
+            name.Return();
+        }
+    }
+
+    private HookOutcome Created(ValueTask<ClaimResult> stored, ReadOnlySpan<char> instance, string application, IpFamily family, Address? host, long started)
     {
         ClaimResult claim;
         try
@@ -285,12 +305,12 @@ public sealed class ActiveRouteManager : IHookHandler
                 if (claim.Status != ClaimStatus.Existing && Events.Watchers > 0)
                 {
                     Events.Publish(new ControllerEvent(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), ControllerEventKind.Create,
-                        claim.Preallocated, instance, application, claim.Address, host));
+                        claim.Preallocated, instance.ToString(), application, claim.Address, host));
                 }
 
                 if (claim.Status == ClaimStatus.Miss)
                 {
-                    _ = RecordMissAsync(new MissRecord(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), application, instance, claim.Address, host,
+                    _ = RecordMissAsync(new MissRecord(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), application, instance.ToString(), claim.Address, host,
                         _windows?.WindowJson(application)));
                 }
 
@@ -306,7 +326,19 @@ public sealed class ActiveRouteManager : IHookHandler
         }
     }
 
-    private HookOutcome Deleted(ValueTask<Lease?> stored, string instance, string application)
+    private HookOutcome Deleted(ValueTask<Lease?> stored, PooledName name, string application)
+    {
+        try
+        {
+            return Deleted(stored, name.Chars, application);
+        }
+        finally
+        {
+            name.Return();
+        }
+    }
+
+    private HookOutcome Deleted(ValueTask<Lease?> stored, ReadOnlySpan<char> instance, string application)
     {
         Lease? released;
         try
@@ -327,7 +359,7 @@ public sealed class ActiveRouteManager : IHookHandler
         if (Events.Watchers > 0)
         {
             Events.Publish(new ControllerEvent(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), ControllerEventKind.Delete,
-                lease.Preallocated, instance, lease.Application ?? application, lease.Address, lease.Host));
+                lease.Preallocated, instance.ToString(), lease.Application ?? application, lease.Address, lease.Host));
         }
 
         return new HookOutcome(HookStatus.Deleted, lease.Address);

@@ -279,7 +279,14 @@ public sealed class SqliteAllocationStore : IAllocationStore
                 BindText(_upsert, 3, lease.Pool);
                 Check(raw.sqlite3_bind_int64(_upsert, 4, (int)lease.State));
                 BindText(_upsert, 5, lease.Application);
-                BindText(_upsert, 6, lease.Instance);
+                if (change.HasInstance)
+                {
+                    BindText(_upsert, 6, change.InstanceName); // a string, or characters in the change log
+                }
+                else
+                {
+                    Check(raw.sqlite3_bind_null(_upsert, 6));
+                }
                 Check(raw.sqlite3_bind_int64(_upsert, 7, lease.Preallocated ? 1 : 0));
                 Check(raw.sqlite3_bind_int64(_upsert, 8, lease.SinceMs));
                 if (lease.Host is { } host)
@@ -439,6 +446,11 @@ public sealed class SqliteAllocationStore : IAllocationStore
             return;
         }
 
+        BindText(statement, index, text.AsSpan());
+    }
+
+    private void BindText(sqlite3_stmt statement, int index, ReadOnlySpan<char> text)
+    {
         var needed = Encoding.UTF8.GetMaxByteCount(text.Length);
         if (needed > _utf8.Length)
         {

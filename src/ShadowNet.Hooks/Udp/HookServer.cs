@@ -340,9 +340,10 @@ public sealed class HookServer : IAsyncDisposable
             window.Begin(request.Sequence);
         }
 
-        // The ids become strings here: the allocator's indexes are keyed by them. Instances are new on
-        // every create; applications are few, so theirs are looked up rather than allocated each time.
-        var instance = Encoding.UTF8.GetString(request.Instance);
+        // The instance's name goes on as characters (a new name on every create: a string each would be
+        // garbage per event); applications are few, so theirs are looked up as strings.
+        Span<char> instance = stackalloc char[HookDatagram.MaxIdLength];
+        instance = instance[..Encoding.UTF8.GetChars(request.Instance, instance)];
         var application = _applicationNames.Get(request.Application);
         var pending = RentPending(request.Kind, request.Sequence, request.KeyId, request.Family, sender);
         ValueTask<HookOutcome> outcome;

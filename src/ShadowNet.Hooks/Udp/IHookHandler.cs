@@ -11,9 +11,12 @@ public readonly record struct HookOutcome(HookStatus Status, Address? Address);
 /// </summary>
 public interface IHookHandler
 {
-    ValueTask<HookOutcome> CreateAsync(string instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken);
+    /// <param name="instance">The instance's name, valid only during the call: a handler that needs it
+    /// later copies it (the server decodes it from the datagram without making a string).</param>
+    ValueTask<HookOutcome> CreateAsync(ReadOnlySpan<char> instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken);
 
-    ValueTask<HookOutcome> DeleteAsync(string instance, string application, IpFamily family, CancellationToken cancellationToken);
+    /// <param name="instance">As for <see cref="CreateAsync"/>.</param>
+    ValueTask<HookOutcome> DeleteAsync(ReadOnlySpan<char> instance, string application, IpFamily family, CancellationToken cancellationToken);
 
     /// <summary>Before the requests of one received batch (on the receiving thread).</summary>
     void BatchStarting()

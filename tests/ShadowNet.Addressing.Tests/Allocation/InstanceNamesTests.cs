@@ -98,6 +98,70 @@ public class InstanceNamesTests
     }
 
     [Fact]
+    public void ClaimsAndReleasesByCharactersRecordTheNameInTheChangeLogAndAllocateNothing()
+    {
+        var allocator = new AddressAllocator([new PoolDefinition("p", PoolKind.Shadow, [IPNetwork.Parse("10.1.0.0/20")])]);
+        var names = Enumerable.Range(0, 500).Select(i => $"vm-{i}".ToCharArray()).ToArray();
+        var log = new ChangeLog();
+        allocator.Changes = log;
+        allocator.Reserve("web", IpFamily.IPv4, 2 * names.Length);
+        Assert.Equal(names.Length, RunChurn(allocator, names));
+        log.Clear(); // as the durable layer does after each commit
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var hits = RunChurn(allocator, names);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(names.Length, hits);
+
+        // The last round's changes: each claim and each release names its instance, as characters.
+        Assert.Equal(2 * names.Length, log.Count);
+        Assert.All(log, c => Assert.Null(c.Lease.Instance));
+        Assert.Equal("vm-499", log[names.Length - 1].InstanceName.ToString());
+        Assert.Equal((true, "vm-0"), (log[names.Length].Removed, log[names.Length].InstanceName.ToString()));
+        Assert.Empty(allocator.CheckInvariants());
+
+        // Hits that were then released; no assertion inside, so that nothing but the allocator is measured.
+        static int RunChurn(AddressAllocator allocator, char[][] names)
+        {
+            var hits = 0;
+            foreach (var name in names)
+            {
+                hits += allocator.Claim(name, "web", IpFamily.IPv4).Status == ClaimStatus.Hit ? 1 : 0;
+            }
+
+            foreach (var name in names)
+            {
+                hits -= allocator.Release(name, IpFamily.IPv4, out _) ? 0 : 1;
+            }
+
+            return hits;
+        }
+    }
+
+    [Fact]
+    public void ChangeLogNamesKeepTheirCharactersAcrossTheLogsGrowthUntilItIsCleared()
+    {
+        var log = new ChangeLog();
+        var lease = new Lease(Address.Parse("10.1.0.1"), "p", LeaseState.Assigned, "web", null, true, 0);
+        for (var round = 0; round < 2; round++)
+        {
+            for (var i = 0; i < 300; i++)
+            {
+                log.Add(lease, removed: false, $"instance-{round}-{i}");
+            }
+
+            log.Add(lease with { Instance = "as-a-string" }, removed: true, default);
+            Assert.Equal(301, log.Count);
+            Assert.Equal(Enumerable.Range(0, 300).Select(i => $"instance-{round}-{i}"), log.Take(300).Select(c => c.InstanceName.ToString()));
+            Assert.Equal(("as-a-string", true), (log[300].InstanceName.ToString(), log[300].HasInstance));
+            log.Clear();
+        }
+
+        log.Add(lease, removed: false, default);
+        Assert.False(log[0].HasInstance);
+    }
+
+    [Fact]
     public void ANameLongerThanTheLimitIsAnInvalidClaimOrReservation()
     {
         var allocator = new AddressAllocator([new PoolDefinition("p", PoolKind.Shadow, [IPNetwork.Parse("10.1.0.0/24")])]);

@@ -38,6 +38,34 @@ public class DurableAllocatorTests
     }
 
     [Fact]
+    public async Task NamesGivenAsCharactersAreStoredAndFoundAfterReopening()
+    {
+        // The UDP hook's path: no string for the name; the store writes it from the change log.
+        using var folder = new TempDirectory("state");
+        var path = folder.File("state.db");
+        await using (var allocator = DurableAllocator.Open(TestPools.Small(TimeSpan.FromMinutes(1)), SqliteAllocationStore.Open(path)))
+        {
+            await allocator.ReserveAddressesAsync("db", IpFamily.IPv4, 1);
+            foreach (var (instance, status) in new[] { ("vm-hit-é", ClaimStatus.Hit), ("vm-miss", ClaimStatus.Miss), ("vm-gone", ClaimStatus.Miss) })
+            {
+                var name = PooledName.Rent(instance);
+                Assert.Equal(status, (await allocator.ClaimAsync(name, "db", IpFamily.IPv4, null, refillOnHit: false)).Status);
+                name.Return();
+            }
+
+            var gone = PooledName.Rent("vm-gone");
+            var released = await allocator.ReleaseAsync(gone, IpFamily.IPv4);
+            gone.Return();
+            Assert.Equal((LeaseState.Quarantined, null), (released?.State, released?.Instance));
+        }
+
+        await using var reopened = DurableAllocator.Open(TestPools.Small(TimeSpan.FromMinutes(1)), SqliteAllocationStore.Open(path));
+        var leases = await reopened.ReadAsync(a => a.Leases.Where(l => l.Instance is not null).Select(l => (l.Instance, l.State)).OrderBy(l => l.Instance).ToList());
+        Assert.Equal([("vm-gone", LeaseState.Quarantined), ("vm-hit-é", LeaseState.Assigned), ("vm-miss", LeaseState.Assigned)], leases);
+        Assert.Equal(ClaimStatus.Existing, (await reopened.ClaimAsync("vm-hit-é", "db", IpFamily.IPv4)).Status);
+    }
+
+    [Fact]
     public async Task AcknowledgedMissRecordsAreThereAfterReopening()
     {
         using var folder = new TempDirectory("state");

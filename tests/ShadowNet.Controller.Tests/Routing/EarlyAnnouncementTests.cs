@@ -54,7 +54,7 @@ public class EarlyAnnouncementTests
         using var claimed = new ManualResetEventSlim();
         allocator.LeasesChanged += changes =>
         {
-            if (changes[^1].Lease.Instance == "vm-1")
+            if (changes[^1].InstanceName.SequenceEqual("vm-1"))
             {
                 claimed.Set();
             }

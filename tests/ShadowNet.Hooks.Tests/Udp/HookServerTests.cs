@@ -233,7 +233,7 @@ public sealed class HookServerTests : IAsyncLifetime
             }
         }
 
-        public ValueTask<HookOutcome> CreateAsync(string instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken)
+        public ValueTask<HookOutcome> CreateAsync(ReadOnlySpan<char> instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken)
         {
             lock (_allocator)
             {
@@ -252,7 +252,7 @@ public sealed class HookServerTests : IAsyncLifetime
             }
         }
 
-        public ValueTask<HookOutcome> DeleteAsync(string instance, string application, IpFamily family, CancellationToken cancellationToken)
+        public ValueTask<HookOutcome> DeleteAsync(ReadOnlySpan<char> instance, string application, IpFamily family, CancellationToken cancellationToken)
         {
             lock (_allocator)
             {
