@@ -122,9 +122,10 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         }
 
         // What start-up built (the restored tables, the warm pool, the listeners, the exporter) lives as long
-        // as the daemon. Promote it to the oldest generation now, before events arrive: left young, the first
-        // collection in service copied 2-5 MB of it, a 20-30 ms pause in the middle of the creates
-        // (bench/RESULTS.md, stop 22). A collection moves survivors up one generation, hence two.
+        // as the daemon. Promote it to the oldest generation now, while events are rare (the hook listener is
+        // open: one arriving waits out these few milliseconds): left young, the first collection in service
+        // copied 2-5 MB of it, a 20-30 ms pause in the middle of the creates (bench/RESULTS.md, stop 22).
+        // A collection moves survivors up one generation, hence two.
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
         Started = DateTimeOffset.UtcNow;

@@ -22,7 +22,7 @@ internal sealed class InstanceNames
 
     private const int SmallestSlot = 16;
     private const int Header = 3; // length, hash code low and high halves
-    private const int SizeClasses = 8; // 16, 32, ... 2,048 characters: a 1,024-character name and its length need 2,048
+    private const int SizeClasses = 8; // 16, 32, ... 2,048 characters: a 1,024-character name and its header need 2,048
 
     private readonly int[][] _free = new int[SizeClasses][];
     private readonly int[] _freeCount = new int[SizeClasses];
