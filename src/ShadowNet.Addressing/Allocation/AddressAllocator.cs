@@ -377,17 +377,24 @@ public sealed class AddressAllocator
 
     public IEnumerable<Lease> LeasesOf(string application) => _leases.Values.Where(row => row.Book.Name == application).Select(row => LeaseOf(row, NameOf(row)));
 
-    /// <summary>A new array each time (it is published to other threads as it is); nothing else is allocated.</summary>
+    public int PoolCount => _pools.Length;
+
+    /// <summary>A new array (for tests and listing).</summary>
     public IReadOnlyList<PoolUsage> PoolUsages()
     {
         var usages = new PoolUsage[_pools.Length];
-        for (var i = 0; i < usages.Length; i++)
+        WritePoolUsages(usages);
+        return usages;
+    }
+
+    /// <summary>Writes each pool's usage, in configuration order, into <paramref name="usages"/> (<see cref="PoolCount"/> long).</summary>
+    public void WritePoolUsages(Span<PoolUsage> usages)
+    {
+        for (var i = 0; i < _pools.Length; i++)
         {
             var p = _pools[i];
             usages[i] = new PoolUsage(p.Name, p.Definition.Kind, p.Family, p.Size, p.Used, p.ReservedCount, p.AssignedCount, p.QuarantinedCount);
         }
-
-        return usages;
     }
 
     /// <summary>

@@ -76,7 +76,10 @@ public sealed class DurableAllocator : IAsyncDisposable
     private long _commits;
     private long _acknowledged;
     private volatile Exception? _fault;
-    private IReadOnlyList<PoolUsage> _poolUsage = [];
+    // Pool usage for other threads, written in place under a sequence count (odd while it is being
+    // written): refreshing it after a batch allocates nothing; a reader copies it and retries if it changed.
+    private PoolUsage[] _poolUsage = [];
+    private int _poolUsageVersion;
     private long _poolUsageAt;
     private bool _poolUsageStale;
 
@@ -104,10 +107,33 @@ public sealed class DurableAllocator : IAsyncDisposable
     public string StoreLocation => _store.Location;
 
     /// <summary>
-    /// Pool usage as of the last refresh (at most every 250 ms, on the applier thread): for metrics, which
-    /// must not read the single-threaded allocator from another thread.
+    /// A copy of the pool usage as of the last refresh (after a batch when nothing more is queued, else at
+    /// most every 250 ms, on the applier thread): for metrics and the API, which must not read the
+    /// single-threaded allocator from another thread.
     /// </summary>
-    public IReadOnlyList<PoolUsage> PoolUsageSnapshot => Volatile.Read(ref _poolUsage);
+    public IReadOnlyList<PoolUsage> PoolUsageSnapshot
+    {
+        get
+        {
+            var copy = new PoolUsage[_poolUsage.Length];
+            var spinner = default(SpinWait);
+            while (true)
+            {
+                var version = Volatile.Read(ref _poolUsageVersion);
+                if ((version & 1) == 0)
+                {
+                    _poolUsage.CopyTo(copy, 0);
+                    Interlocked.MemoryBarrier();
+                    if (Volatile.Read(ref _poolUsageVersion) == version)
+                    {
+                        return copy;
+                    }
+                }
+
+                spinner.SpinOnce();
+            }
+        }
+    }
 
     /// <summary>Raised on the committer thread after each group commits: operations in it, and how long the commit took.</summary>
     public event Action<int, TimeSpan>? GroupCommitted;
@@ -169,7 +195,8 @@ public sealed class DurableAllocator : IAsyncDisposable
         }
 
         allocator.Changes = durable._filling.Changes;
-        durable._poolUsage = allocator.PoolUsages();
+        durable._poolUsage = new PoolUsage[allocator.PoolCount];
+        allocator.WritePoolUsages(durable._poolUsage);
         durable._committer.Start();
         durable._applier.Start();
         return durable;
@@ -685,7 +712,9 @@ public sealed class DurableAllocator : IAsyncDisposable
         {
             _poolUsageAt = now;
             _poolUsageStale = false;
-            Volatile.Write(ref _poolUsage, _allocator.PoolUsages());
+            Interlocked.Increment(ref _poolUsageVersion);
+            _allocator.WritePoolUsages(_poolUsage);
+            Interlocked.Increment(ref _poolUsageVersion);
         }
     }
 

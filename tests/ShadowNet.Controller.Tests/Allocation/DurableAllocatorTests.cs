@@ -66,6 +66,40 @@ public class DurableAllocatorTests
     }
 
     [Fact]
+    public async Task PoolUsageSnapshotsAreNeverTornWhileOperationsRewriteThem()
+    {
+        // The snapshot is rewritten in place after batches; every copy a reader gets must add up.
+        using var folder = new TempDirectory("state");
+        await using var allocator = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(folder.File("state.db")));
+        using var done = new CancellationTokenSource();
+        var reads = 0;
+        var reader = Task.Run(() =>
+        {
+            while (!done.IsCancellationRequested && reads < 2_000_000)
+            {
+                foreach (var pool in allocator.PoolUsageSnapshot)
+                {
+                    Assert.Equal(pool.Used, (ulong)(pool.Reserved + pool.Assigned + pool.Quarantined));
+                }
+
+                reads++;
+            }
+        });
+
+        for (var i = 0; i < 500; i++)
+        {
+            await Task.WhenAll(allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv4).AsTask(), allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv6).AsTask());
+            await allocator.ReleaseAsync($"vm-{i}", IpFamily.IPv4);
+        }
+
+        await done.CancelAsync();
+        await reader.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(reads > 0);
+        var final = allocator.PoolUsageSnapshot.Single(p => p.Pool == "dynamic-v6");
+        Assert.Equal(500, final.Assigned);
+    }
+
+    [Fact]
     public async Task AcknowledgedMissRecordsAreThereAfterReopening()
     {
         using var folder = new TempDirectory("state");
