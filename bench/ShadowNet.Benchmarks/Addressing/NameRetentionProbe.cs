@@ -9,7 +9,7 @@ namespace ShadowNet.Benchmarks.Addressing;
 /// collections come every second or two. Three layouts:
 /// - <c>refs</c>: the name strings in the table's entries (as the allocator's dictionaries hold them);
 /// - <c>handles</c>: the entries hold an int handle, the strings sit in one append-only list;
-/// - <c>none</c>: no name object kept at all (as names held as bytes in an arena would be).
+/// - <c>none</c>: no name object kept at all (as the allocator keeps names since stop 22: characters in an arena).
 /// Usage: <c>dotnet bin/Release/net10.0/ShadowNet.Benchmarks.dll name-retention [refs|handles|none] [leases] [seconds] [garbage bytes per event]</c>.
 /// </summary>
 internal static class NameRetentionProbe
