@@ -9,8 +9,10 @@ namespace ShadowNet.Bgp.Sessions;
 /// <summary>One TCP connection to a peer, over System.IO.Pipelines, and its handshake state.</summary>
 internal sealed class BgpConnection : IAsyncDisposable
 {
+    private const int OutputBlockSize = 64 * 1024;
     private readonly Socket _socket;
     private readonly NetworkStream _stream;
+    private readonly SegmentPool _outputBlocks = new(OutputBlockSize);
 
     public BgpConnection(Socket socket, bool outgoing)
     {
@@ -19,7 +21,7 @@ internal sealed class BgpConnection : IAsyncDisposable
         Outgoing = outgoing;
         _stream = new NetworkStream(socket, ownsSocket: true);
         Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true));
-        Output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: 64 * 1024, leaveOpen: true));
+        Output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(_outputBlocks, minimumBufferSize: OutputBlockSize, leaveOpen: true));
         LocalEndPoint = (IPEndPoint)socket.LocalEndPoint!;
         RemoteEndPoint = (IPEndPoint)socket.RemoteEndPoint!;
     }
@@ -94,6 +96,7 @@ internal sealed class BgpConnection : IAsyncDisposable
         }
         Abort();
         await _stream.DisposeAsync().ConfigureAwait(false);
+        _outputBlocks.Dispose();
         Closing.Dispose();
     }
 }
