@@ -260,12 +260,12 @@ public sealed class AddressAllocator
             pool.QuarantinedCount++;
             pool.Quarantine(address, now);
             released = LeaseOf(row, instanceString);
-            Record(row, removed: false, instanceString);
+            Changes?.Add(released, removed: false, NameToLog(row, released));
         }
         else
         {
             released = LeaseOf(row, instanceString);
-            Record(row, removed: true, instanceString);
+            Changes?.Add(released, removed: true, NameToLog(row, released));
             _leases.Remove(address);
             _names.Free(row.Instance);
             pool.Return(address);
@@ -357,7 +357,7 @@ public sealed class AddressAllocator
     public bool TryGetByAddress(Address address, out Lease lease)
     {
         var found = _leases.TryGetValue(address, out var row);
-        lease = found ? LeaseOf(row, NameOf(row)) : default;
+        lease = found ? WithName(row) : default;
         return found;
     }
 
@@ -373,9 +373,9 @@ public sealed class AddressAllocator
     }
 
     /// <summary>Every lease, in no particular order (for listing; allocates).</summary>
-    public IEnumerable<Lease> Leases => _leases.Values.Select(row => LeaseOf(row, NameOf(row)));
+    public IEnumerable<Lease> Leases => _leases.Values.Select(row => WithName(row));
 
-    public IEnumerable<Lease> LeasesOf(string application) => _leases.Values.Where(row => row.Book.Name == application).Select(row => LeaseOf(row, NameOf(row)));
+    public IEnumerable<Lease> LeasesOf(string application) => _leases.Values.Where(row => row.Book.Name == application).Select(row => WithName(row));
 
     public int PoolCount => _pools.Length;
 
@@ -497,7 +497,7 @@ public sealed class AddressAllocator
         var named = 0;
         foreach (var (address, row) in _leases)
         {
-            var lease = LeaseOf(row, NameOf(row));
+            var lease = WithName(row);
             if (lease.Address != address)
             {
                 violations.Add($"lease keyed {address} names {lease.Address}");
@@ -659,9 +659,14 @@ public sealed class AddressAllocator
     {
         if (Changes is { } changes)
         {
-            changes.Add(LeaseOf(row, instance), removed, instance is null && row.Instance != NoName ? _names[row.Instance] : default);
+            var lease = LeaseOf(row, instance);
+            changes.Add(lease, removed, NameToLog(row, lease));
         }
     }
+
+    /// <summary>The characters the change log copies: the row's name when the lease carries no string for it.</summary>
+    private ReadOnlySpan<char> NameToLog(in Row row, in Lease lease) =>
+        lease.Instance is null && row.Instance != NoName ? _names[row.Instance] : default;
 
     private void FreeName(in Row row)
     {
@@ -676,8 +681,8 @@ public sealed class AddressAllocator
         row.Address, row.Pool.Name, row.State, row.Book.Name, row.Instance == NoName ? null : instance,
         row.Preallocated, row.SinceMs, row.Host);
 
-    /// <summary>The row's name as a new string (listing and lookups, not the hot path).</summary>
-    private string? NameOf(in Row row) => row.Instance == NoName ? null : _names.ToString(row.Instance);
+    /// <summary>The row as a lease with its name as a new string (listing and lookups, not the hot path).</summary>
+    private Lease WithName(in Row row) => LeaseOf(row, row.Instance == NoName ? null : _names.ToString(row.Instance));
 
     private static bool IsValidName(ReadOnlySpan<char> instance) => instance.Length is > 0 and <= InstanceNames.MaxLength;
 
