@@ -12,6 +12,11 @@ if (args.Length > 0 && args[0] == "name-retention")
     return ShadowNet.Benchmarks.Addressing.NameRetentionProbe.Run(args);
 }
 
+if (args.Length > 0 && args[0] == "lease-growth")
+{
+    return ShadowNet.Benchmarks.Addressing.LeaseGrowthProbe.Run(args);
+}
+
 if (args.Length > 0 && args[0] == "hooks-to-bird")
 {
     return await HooksToBird.RunAsync(args);

@@ -57,7 +57,10 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        _allocator = DurableAllocator.Open(configuration.Pools, SqliteAllocationStore.Open(configuration.StorePath, configuration.StoreSync));
+        _allocator = DurableAllocator.Open(
+            configuration.Pools,
+            SqliteAllocationStore.Open(configuration.StorePath, configuration.StoreSync),
+            new DurableAllocatorOptions { ExpectedLeases = configuration.ExpectedLeases });
         _speaker = new BgpSpeaker(configuration.Bgp, loggerFactory: loggers);
         foreach (var peer in configuration.Peers)
         {

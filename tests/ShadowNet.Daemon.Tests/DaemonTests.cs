@@ -33,6 +33,7 @@ public class DaemonTests
         { "hooks.udp.listen", "\"127.0.0.1\"", "hooks:udp:listen: '127.0.0.1' is not an address:port" },
         { "hooks.udp.receiverNice", "-21", "hooks:udp:receiverNice: '-21' is not a whole number from -20 to 19" },
         { "store.sync", "\"sometimes\"", "store:sync: 'sometimes' is not 'full' or 'normal'" },
+        { "store.expectedLeases", "-5", "store:expectedLeases: '-5' is not a whole number from 0 to 16777216" },
         { "pools.0.staging", "\"community\"", "routes:shadowCommunity: missing; pools with staging 'community' need it" },
         { "grpc", "{\"listen\":\"nowhere\"}", "grpc:listen: 'nowhere' is not an address:port" },
         { "metrics", "{\"listen\":\"127.0.0.1:0\"}", "metrics:listen: '127.0.0.1:0' is not an address:port" },
@@ -108,6 +109,21 @@ public class DaemonTests
             .Build();
         var planner = Configuration.DaemonConfiguration.Read(configuration).Prediction!.Planner;
         Assert.Equal((TimeSpan.FromMinutes(15), 4, 3), (planner.ShrinkCooldown, planner.ShrinkHysteresis, planner.MinimumReserve));
+    }
+
+    [Fact]
+    public void ExpectedLeasesComeFromTheStoreSectionAndDefaultToTheAllocatorsSizing()
+    {
+        ConfigurationManager Settings(string? expected)
+        {
+            var settings = new ConfigurationManager();
+            settings.AddJsonFile(Repository.File("config", "shadownet.example.json"));
+            settings["store:expectedLeases"] = expected;
+            return settings;
+        }
+
+        Assert.Equal(0, Configuration.DaemonConfiguration.Read(Settings(null)).ExpectedLeases);
+        Assert.Equal(300_000, Configuration.DaemonConfiguration.Read(Settings("300000")).ExpectedLeases);
     }
 
     [Fact]

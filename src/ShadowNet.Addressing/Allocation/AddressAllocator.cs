@@ -20,11 +20,14 @@ public sealed class AddressAllocator
     private readonly Dictionary<string, AddressPool> _poolsByName = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
     /// <summary>
-    /// Lease tables start at this size (or the pools' size, if smaller): growing a large table rehashes it
-    /// and allocates its new arrays on the large object heap, which costs a full collection, a pause of
-    /// milliseconds in the middle of the creates that made it grow.
+    /// Lease tables start at this size (or the pools' size, if smaller) unless told how many leases to
+    /// expect: growing a large table rehashes it and allocates its new arrays on the large object heap, a
+    /// pause of milliseconds in the middle of the creates that made it grow.
     /// </summary>
     public const int InitialLeaseCapacity = 1 << 16;
+
+    /// <summary>Most leases the tables can be sized for up front (<c>expectedLeases</c>).</summary>
+    public const int MaxExpectedLeases = 1 << 24;
 
     private const int NoName = -1;
 
@@ -43,8 +46,17 @@ public sealed class AddressAllocator
     private readonly long _startMs;
     private readonly long _startTick;
 
-    public AddressAllocator(IEnumerable<PoolDefinition> pools, TimeProvider? time = null)
+    /// <param name="pools">The pools; names unique, prefixes not overlapping.</param>
+    /// <param name="time">The clock for reuse delays; the system's by default.</param>
+    /// <param name="expectedLeases">
+    /// Leases (reserved, assigned and cooling) to size the tables for at once, at about 300 bytes each, so
+    /// that they never grow while serving below it; 0: <see cref="InitialLeaseCapacity"/>. Never more than
+    /// the pools hold.
+    /// </param>
+    public AddressAllocator(IEnumerable<PoolDefinition> pools, TimeProvider? time = null, int expectedLeases = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(expectedLeases);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(expectedLeases, MaxExpectedLeases);
         _time = time ?? TimeProvider.System;
         _coarseClock = ReferenceEquals(_time, TimeProvider.System);
         _startMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
@@ -53,7 +65,7 @@ public sealed class AddressAllocator
         foreach (var definition in pools)
         {
             definition.Validate();
-            var pool = new AddressPool(definition);
+            var pool = new AddressPool(definition, expectedLeases);
             if (!_poolsByName.TryAdd(definition.Name, pool))
             {
                 throw new PoolConfigurationException($"pool '{definition.Name}' is defined twice");
@@ -77,7 +89,8 @@ public sealed class AddressAllocator
         }
 
         _pools = [.. list];
-        var capacity = (int)Math.Min((ulong)InitialLeaseCapacity, list.Aggregate(0UL, (sum, p) => sum + Math.Min(p.Size, InitialLeaseCapacity)));
+        var wanted = expectedLeases > 0 ? expectedLeases : InitialLeaseCapacity;
+        var capacity = (int)Math.Min((ulong)wanted, list.Aggregate(0UL, (sum, p) => sum + Math.Min(p.Size, (ulong)wanted)));
         _names = new InstanceNames(capacity);
         var byName = new InstanceKeyComparer(_names);
         _leases = new Dictionary<Address, Row>(capacity);
@@ -92,6 +105,12 @@ public sealed class AddressAllocator
     public ChangeLog? Changes { get; set; }
 
     public int LeaseCount => _leases.Count;
+
+    /// <summary>Leases the lease table holds before it grows (and rehashes).</summary>
+    internal int LeaseTableCapacity => _leases.EnsureCapacity(0);
+
+    /// <summary>Released addresses a pool's reuse-delay queue holds before it grows.</summary>
+    internal int CoolingCapacity(string pool) => _poolsByName[pool].QuarantineCapacity;
 
     public IEnumerable<PoolDefinition> Pools => _pools.Select(p => p.Definition);
 

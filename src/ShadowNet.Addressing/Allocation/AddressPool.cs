@@ -14,7 +14,9 @@ internal sealed class AddressPool
     private readonly RingDeque<Quarantined> _quarantine;
     private int _firstBlockWithFree;
 
-    public AddressPool(PoolDefinition definition)
+    /// <param name="definition">The pool.</param>
+    /// <param name="expectedLeases">Leases the allocator is sized for (0: not said): a pool with a reuse delay may have that many cooling.</param>
+    public AddressPool(PoolDefinition definition, int expectedLeases = 0)
     {
         Definition = definition;
         _ranges = [.. definition.UsableRanges()];
@@ -27,7 +29,8 @@ internal sealed class AddressPool
 
         _reuseDelayMs = (long)definition.ReuseDelay.TotalMilliseconds;
         // Sized for a busy reuse delay up front: growing it later copies it on the large object heap.
-        _quarantine = new RingDeque<Quarantined>((int)Math.Min(Size, 1 << 14));
+        var cooling = _reuseDelayMs > 0 ? Math.Max(1 << 14, expectedLeases) : 1 << 14;
+        _quarantine = new RingDeque<Quarantined>((int)Math.Min(Size, (ulong)cooling));
     }
 
     public PoolDefinition Definition { get; }
@@ -69,6 +72,9 @@ internal sealed class AddressPool
     }
 
     public int QuarantineCount => _quarantine.Count;
+
+    /// <summary>Released addresses the reuse-delay queue holds before it grows.</summary>
+    public int QuarantineCapacity => _quarantine.Capacity;
 
     // Lease counts by state, kept by the allocator so that usage reads are O(1).
     public int ReservedCount { get; set; }

@@ -6,10 +6,13 @@ namespace ShadowNet.Addressing.Allocation;
 /// </summary>
 internal sealed class RingDeque<T>(int capacity = 8)
 {
-    private T[] _items = new T[Math.Max(8, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Clamp(capacity, 1, 1 << 20)))];
+    private T[] _items = new T[Math.Max(8, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Clamp(capacity, 1, 1 << 24)))];
     private int _head;
 
     public int Count { get; private set; }
+
+    /// <summary>Items it holds before it grows.</summary>
+    public int Capacity => _items.Length;
 
     public void AddLast(T item)
     {

@@ -19,6 +19,9 @@ public sealed record DurableAllocatorOptions
 
     /// <summary>Operations waiting for the writer before callers are made to wait (back-pressure).</summary>
     public int QueueCapacity { get; init; } = 65_536;
+
+    /// <summary>Leases the in-memory tables are sized for at start (see <see cref="AddressAllocator"/>); 0: its default.</summary>
+    public int ExpectedLeases { get; init; }
 }
 
 /// <summary>
@@ -169,10 +172,11 @@ public sealed class DurableAllocator : IAsyncDisposable
     /// </summary>
     public static DurableAllocator Open(IEnumerable<PoolDefinition> pools, IAllocationStore store, DurableAllocatorOptions? options = null, TimeProvider? time = null)
     {
+        options ??= new DurableAllocatorOptions();
         AddressAllocator allocator;
         try
         {
-            allocator = new AddressAllocator(pools, time) { Changes = new ChangeLog() };
+            allocator = new AddressAllocator(pools, time, options.ExpectedLeases) { Changes = new ChangeLog() };
             allocator.Restore(store.LoadLeases());
         }
         catch (AllocationStateException e)
@@ -187,7 +191,7 @@ public sealed class DurableAllocator : IAsyncDisposable
             throw;
         }
 
-        var durable = new DurableAllocator(allocator, store, options ?? new DurableAllocatorOptions());
+        var durable = new DurableAllocator(allocator, store, options);
         if (allocator.Changes.Count > 0)
         {
             // Quarantined addresses whose delay ran out while we were down: tidy them away before serving.

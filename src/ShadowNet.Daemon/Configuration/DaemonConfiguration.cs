@@ -3,6 +3,7 @@ using System.Numerics;
 using System.Net;
 using Microsoft.Extensions.Configuration;
 using ShadowNet.Addressing;
+using ShadowNet.Addressing.Allocation;
 using ShadowNet.Addressing.Pools;
 using ShadowNet.Bgp.Sessions;
 using ShadowNet.Controller.Planning;
@@ -34,6 +35,9 @@ public sealed record DaemonConfiguration
     public required string StorePath { get; init; }
 
     public StoreSync StoreSync { get; init; }
+
+    /// <summary>Leases (reserved, active, cooling) the allocator's tables are sized for at start; 0: its default (65,536).</summary>
+    public int ExpectedLeases { get; init; }
 
     public required BgpSpeakerOptions Bgp { get; init; }
 
@@ -134,6 +138,7 @@ public sealed record DaemonConfiguration
                 "normal" => StoreSync.Normal,
                 var other => throw new ConfigurationException("store:sync", $"'{other}' is not 'full' or 'normal'"),
             },
+            ExpectedLeases = OptionalInt(store, "expectedLeases", 0, AddressAllocator.MaxExpectedLeases, 0),
             Bgp = speaker,
             Peers = peers,
             Pools = pools,

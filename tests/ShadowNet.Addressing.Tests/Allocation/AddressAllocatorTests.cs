@@ -17,6 +17,72 @@ public class AddressAllocatorTests
         new PoolDefinition("web-only", PoolKind.Shadow, [IPNetwork.Parse("10.2.0.0/30")], Application: "web"),
     ], _time);
 
+    /// <summary>
+    /// The daemon's bench shape (1,000 live instances, a create and a delete by turns, released addresses
+    /// cooling) until <paramref name="leases"/> leases are held: each create takes a new address.
+    /// </summary>
+    private static void ChurnUntil(AddressAllocator allocator, int leases)
+    {
+        var (created, deleted) = (0, 0);
+        for (var i = 0; allocator.LeaseCount < leases; i++)
+        {
+            if (created - deleted < 1000 || i % 2 == 0)
+            {
+                Assert.Equal(ClaimStatus.Miss, allocator.Claim($"vm-{created++}", "web", IpFamily.IPv4).Status);
+            }
+            else
+            {
+                Assert.True(allocator.Release($"vm-{deleted++}", IpFamily.IPv4, out _));
+            }
+        }
+    }
+
+    private AddressAllocator CoolingAllocator(int expectedLeases) => new(
+        [new PoolDefinition("dynamic", PoolKind.Dynamic, [IPNetwork.Parse("10.64.0.0/14")], ReuseDelay: TimeSpan.FromHours(1))],
+        _time,
+        expectedLeases);
+
+    [Fact]
+    public void ExpectedLeasesSizeTheTablesSoThatTheyDoNotGrowWhileServingBelowIt()
+    {
+        var allocator = CoolingAllocator(expectedLeases: 150_000);
+        var (table, cooling) = (allocator.LeaseTableCapacity, allocator.CoolingCapacity("dynamic"));
+        Assert.True(table >= 150_000, $"lease table sized for {table}");
+        Assert.True(cooling >= 150_000, $"cooling queue sized for {cooling}");
+
+        ChurnUntil(allocator, 150_000);
+
+        Assert.Equal(table, allocator.LeaseTableCapacity);
+        Assert.Equal(cooling, allocator.CoolingCapacity("dynamic"));
+        Assert.Empty(allocator.CheckInvariants());
+    }
+
+    [Fact]
+    public void WithoutExpectedLeasesTheTablesStartSmallerAndGrowUnderTheSameChurn()
+    {
+        // The other side of the test above: the default sizing grows (a pause of milliseconds per step,
+        // bench/RESULTS.md), so that test would fail if expectedLeases were ignored.
+        var allocator = CoolingAllocator(expectedLeases: 0);
+        var (table, cooling) = (allocator.LeaseTableCapacity, allocator.CoolingCapacity("dynamic"));
+        Assert.True(table < 150_000);
+
+        ChurnUntil(allocator, 150_000);
+
+        Assert.True(allocator.LeaseTableCapacity > table);
+        Assert.True(allocator.CoolingCapacity("dynamic") > cooling);
+    }
+
+    [Fact]
+    public void ExpectedLeasesBeyondThePoolsAreCappedAtWhatThePoolsHold()
+    {
+        var allocator = new AddressAllocator([new PoolDefinition("small", PoolKind.Dynamic, [IPNetwork.Parse("10.9.0.0/24")], ReuseDelay: TimeSpan.FromHours(1))], _time, AddressAllocator.MaxExpectedLeases);
+
+        Assert.InRange(allocator.LeaseTableCapacity, 254, 1024);
+        Assert.InRange(allocator.CoolingCapacity("small"), 254, 1024);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new AddressAllocator([], _time, -1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new AddressAllocator([], _time, AddressAllocator.MaxExpectedLeases + 1));
+    }
+
     [Fact]
     public void ClaimTakesTheOldestReservationAsAHitThenFallsBackToDynamicAsAMiss()
     {
