@@ -5,7 +5,9 @@
 # same C sender and probe drive the real daemon instead (store sync=full, a warm pool of 1,000, as in
 # the bench); `both` alternates the two, run by run. Needs gcc, libssl-dev and bird2.
 # Usage: bench/bgp-floor.sh [rate events/s] [seconds] [runs] [relay|shadownetd|both]   (10000 5 3 relay)
-# BENCH_SYNC=normal runs the daemon without an fsync per commit. shadownetd's pool, a /14 whose
+# BENCH_SYNC=normal runs the daemon without an fsync per commit; its lease tables are sized for the
+# whole pool (store:expectedLeases 262144, as the operator guide advises), BENCH_EXPECTED_LEASES=0 for
+# the default sizing. shadownetd's pool, a /14 whose
 # addresses are not reused within an hour, holds about eight runs of 10,000 events/s for 5 s. After
 # each shadownetd run: its garbage collections during the run and their pause (its metrics, with curl).
 set -euo pipefail
@@ -26,7 +28,7 @@ bird_port=31731 probe_port=31732 udp_port=31733 hook_port=31734 metrics_port=317
 key=62656e63682d6b65792d6f6e6c792d6c6f6f706261636b # the bench's
 cat > "$folder/shadownetd.json" <<CONF
 {
-  "store": { "path": "$folder/state.db", "sync": "${BENCH_SYNC:-full}" },
+  "store": { "path": "$folder/state.db", "sync": "${BENCH_SYNC:-full}", "expectedLeases": ${BENCH_EXPECTED_LEASES:-262144} },
   "bgp": { "localAs": 65003, "routerId": "127.0.0.3", "gracefulRestart": 0,
     "peers": [ { "address": "127.0.0.2", "port": $bird_port, "remoteAs": 65002, "localAddress": "127.0.0.3", "families": [ "ipv4" ] } ] },
   "pools": [ { "name": "bench", "kind": "shadow", "prefixes": [ "10.64.0.0/14" ], "application": "bench", "reuseDelay": "01:00:00" } ],

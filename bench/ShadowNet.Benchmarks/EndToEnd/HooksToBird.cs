@@ -35,7 +35,8 @@ namespace ShadowNet.Benchmarks.EndToEnd;
 /// messages of 100 paths (rate until every route arrived; latency from the write of its message).</para>
 /// Usage: <c>dotnet run -c Release -- hooks-to-bird [rate] [seconds] [runs]</c>; bench/hooks-to-bird.sh builds
 /// and runs it. For profiling: BENCH_ONLY=open|closed runs only that loop of ShadowNet's (open also prints
-/// the daemon's store and activation histograms), BENCH_SYNC=normal and BENCH_WARM=N change the daemon,
+/// the daemon's store and activation histograms), BENCH_SYNC=normal, BENCH_WARM=N and BENCH_EXPECTED_LEASES=N
+/// (its lease tables' sizing: by default the whole /14 pool, 262,144, as an operator would set it) change the daemon,
 /// BENCH_WIRE_PROBE=1 adds a probe peering with shadownetd directly (its own part apart from BIRD's),
 /// BENCH_DUMP=FILE writes each open-loop create's send time, latency and send timestamp (CLOCK_MONOTONIC seconds, to line up
 /// with perf record -k CLOCK_MONOTONIC) to FILE.RUN (and FILE.RUN.wire with the wire probe), and
@@ -686,7 +687,7 @@ internal static class HooksToBird
 
             File.WriteAllText(Path.Combine(_folder, "shadownetd.json"), $$"""
                 {
-                  "store": { "path": "{{_folder}}/state.db", "sync": "{{Environment.GetEnvironmentVariable("BENCH_SYNC") ?? "full"}}" },
+                  "store": { "path": "{{_folder}}/state.db", "sync": "{{Environment.GetEnvironmentVariable("BENCH_SYNC") ?? "full"}}", "expectedLeases": {{Environment.GetEnvironmentVariable("BENCH_EXPECTED_LEASES") ?? "262144"}} },
                   "bgp": { "localAs": 65003, "routerId": "127.0.0.3", "gracefulRestart": 0,
                     "peers": [ { "address": "127.0.0.2", "port": {{birdPort}}, "remoteAs": 65002, "localAddress": "127.0.0.3", "families": [ "ipv4" ] }{{wirePeer}} ] },
                   "pools": [ { "name": "bench", "kind": "shadow", "prefixes": [ "10.64.0.0/14" ], "application": "bench", "reuseDelay": "01:00:00" } ],
