@@ -112,7 +112,7 @@ public class DaemonTests
     }
 
     [Fact]
-    public void ExpectedLeasesComeFromTheStoreSectionAndDefaultToTheAllocatorsSizing()
+    public void ExpectedLeasesComeFromTheStoreSectionAndSizeTheLocRibToo()
     {
         ConfigurationManager Settings(string? expected)
         {
@@ -122,8 +122,9 @@ public class DaemonTests
             return settings;
         }
 
-        Assert.Equal(0, Configuration.DaemonConfiguration.Read(Settings(null)).ExpectedLeases);
-        Assert.Equal(300_000, Configuration.DaemonConfiguration.Read(Settings("300000")).ExpectedLeases);
+        var (unsized, sized) = (Configuration.DaemonConfiguration.Read(Settings(null)), Configuration.DaemonConfiguration.Read(Settings("300000")));
+        Assert.Equal((0, 0), (unsized.ExpectedLeases, unsized.Bgp.ExpectedRoutes));
+        Assert.Equal((300_000, 300_000), (sized.ExpectedLeases, sized.Bgp.ExpectedRoutes));
     }
 
     [Fact]

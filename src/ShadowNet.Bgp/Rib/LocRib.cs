@@ -6,9 +6,13 @@ namespace ShadowNet.Bgp.Rib;
 /// The routes this speaker originates: one attribute set per prefix. Every change marks the prefix
 /// dirty in each subscribed peer's <see cref="AdjRibOut"/>, whose writer later sends the latest state.
 /// </summary>
-public sealed class LocRib
+/// <param name="expectedRoutes">
+/// Routes to size the table for at once: growing it later rehashes it under the lock, milliseconds
+/// during which no route can be announced (0: it grows from empty).
+/// </param>
+public sealed class LocRib(int expectedRoutes = 0)
 {
-    private readonly Dictionary<RoutePrefix, RouteAttributes> _routes = [];
+    private readonly Dictionary<RoutePrefix, RouteAttributes> _routes = new(expectedRoutes);
     private readonly List<AdjRibOut> _subscribers = [];
     private readonly Lock _lock = new();
 
@@ -18,6 +22,16 @@ public sealed class LocRib
         {
             lock (_lock)
                 return _routes.Count;
+        }
+    }
+
+    /// <summary>Routes the table holds before it grows.</summary>
+    internal int Capacity
+    {
+        get
+        {
+            lock (_lock)
+                return _routes.EnsureCapacity(0);
         }
     }
 

@@ -16,6 +16,8 @@ public sealed class BgpSpeakerOptions
     public bool Restarting { get; set; }
     /// <summary>Largest UPDATE per peer writer batch before a flush, in octets.</summary>
     public int FlushThreshold { get; set; } = 64 * 1024;
+    /// <summary>Originated routes to size the Loc-RIB for at start (0: it grows as routes come).</summary>
+    public int ExpectedRoutes { get; set; }
 }
 
 /// <summary>One configured neighbor.</summary>

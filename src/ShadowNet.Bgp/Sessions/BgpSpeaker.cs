@@ -31,6 +31,7 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
         if (options.RouterId.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork || options.RouterId.Equals(IPAddress.Any))
             throw new ArgumentException("router id must be a non-zero IPv4 address", nameof(options));
         Options = options;
+        LocRib = new LocRib(options.ExpectedRoutes);
         TimeProvider = timeProvider ?? TimeProvider.System;
         _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         _logger = _loggerFactory.CreateLogger<BgpSpeaker>();
@@ -38,7 +39,7 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
 
     public BgpSpeakerOptions Options { get; }
     public TimeProvider TimeProvider { get; }
-    public LocRib LocRib { get; } = new();
+    public LocRib LocRib { get; }
     public IReadOnlyList<BgpPeer> Peers => _peers;
     /// <summary>The endpoints actually bound (port 0 in the options becomes the chosen port).</summary>
     public IReadOnlyList<IPEndPoint> ListenEndPoints => _listeners.Select(l => (IPEndPoint)l.LocalEndPoint!).ToList();

@@ -36,7 +36,7 @@ public sealed record DaemonConfiguration
 
     public StoreSync StoreSync { get; init; }
 
-    /// <summary>Leases (reserved, active, cooling) the allocator's tables are sized for at start; 0: its default (65,536).</summary>
+    /// <summary>Leases (reserved, active, cooling) the allocator's tables, and the speaker's Loc-RIB, are sized for at start; 0: the defaults.</summary>
     public int ExpectedLeases { get; init; }
 
     public required BgpSpeakerOptions Bgp { get; init; }
@@ -129,6 +129,10 @@ public sealed record DaemonConfiguration
             throw new ConfigurationException("store:path", "missing (the SQLite state file)");
         }
 
+        // Every originated route is a lease's (staged or active), so the leases expected bound the routes.
+        var expectedLeases = OptionalInt(store, "expectedLeases", 0, AddressAllocator.MaxExpectedLeases, 0);
+        speaker.ExpectedRoutes = expectedLeases;
+
         return new DaemonConfiguration
         {
             StorePath = storePath,
@@ -138,7 +142,7 @@ public sealed record DaemonConfiguration
                 "normal" => StoreSync.Normal,
                 var other => throw new ConfigurationException("store:sync", $"'{other}' is not 'full' or 'normal'"),
             },
-            ExpectedLeases = OptionalInt(store, "expectedLeases", 0, AddressAllocator.MaxExpectedLeases, 0),
+            ExpectedLeases = expectedLeases,
             Bgp = speaker,
             Peers = peers,
             Pools = pools,
