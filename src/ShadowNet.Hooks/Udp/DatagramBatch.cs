@@ -65,6 +65,9 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
     private readonly byte* _sendBuffers;
     private readonly byte* _sendControls;
     private bool _segmentation = true;
+    // Replies regrouped by destination (see GroupedByDestination): grown to the largest flush seen.
+    private long[] _groupKeys = [];
+    private OutgoingReply[] _grouped = [];
 
     // Fallback (not Linux).
     private readonly byte[][] _managedBuffers;
@@ -175,6 +178,11 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
             return;
         }
 
+        if (_segmentation)
+        {
+            replies = GroupedByDestination(replies);
+        }
+
         while (replies.Length > 0)
         {
             var count = Math.Min(replies.Length, _batch);
@@ -186,6 +194,61 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
             SendCopied(replies[..count]);
             replies = replies[count..];
         }
+    }
+
+    /// <summary>Messages handed to the kernel so far (a segmented run counts once): for tests.</summary>
+    internal long MessagesSent { get; private set; }
+
+    /// <summary>
+    /// The replies with each destination's next to each other, in their order per destination (the
+    /// order its requests came in; across destinations order means nothing). A fleet's interleaved
+    /// requests make interleaved replies, and only adjacent replies to one sender can leave as one
+    /// segmented message. The keys are a hash of the destination and the position: a collision only puts
+    /// two destinations' replies side by side, which the run check in <see cref="SendCopied"/> still tells apart.
+    /// </summary>
+    private ReadOnlySpan<OutgoingReply> GroupedByDestination(ReadOnlySpan<OutgoingReply> replies)
+    {
+        if (replies.Length < 3 || replies.Length > ushort.MaxValue)
+        {
+            return replies;
+        }
+
+        if (_groupKeys.Length < replies.Length)
+        {
+            var size = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)replies.Length);
+            (_groupKeys, _grouped) = (new long[size], new OutgoingReply[size]);
+        }
+
+        var keys = _groupKeys.AsSpan(0, replies.Length);
+        var firstHash = 0;
+        var mixed = false;
+        for (var i = 0; i < replies.Length; i++)
+        {
+            var hash = HashOf(in replies[i]);
+            firstHash = i == 0 ? hash : firstHash;
+            mixed |= hash != firstHash;
+            keys[i] = ((long)(uint)hash << 16) | (uint)i;
+        }
+
+        if (!mixed)
+        {
+            return replies; // one sender (or one hash): already one run
+        }
+
+        keys.Sort();
+        for (var i = 0; i < keys.Length; i++)
+        {
+            _grouped[i] = replies[(int)(keys[i] & 0xFFFF)];
+        }
+
+        return _grouped.AsSpan(0, replies.Length);
+    }
+
+    private static int HashOf(in OutgoingReply reply)
+    {
+        var hash = new HashCode();
+        hash.AddBytes(((ReadOnlySpan<byte>)reply.To)[..reply.ToLength]);
+        return hash.ToHashCode();
     }
 
     /// <summary>
@@ -215,6 +278,8 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
             ends[messages] = end;
             first = end;
         }
+
+        MessagesSent += messages;
 
         for (var sent = 0; sent < messages;)
         {

@@ -74,6 +74,64 @@ public class DatagramBatchTests
     }
 
     [Fact]
+    public void InterleavedRepliesToAFleetLeaveAsOneSegmentedMessagePerSenderAndInOrderForEach()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        using var server = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        server.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var clients = Enumerable.Range(0, 4).Select(_ => new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 2_000 }).ToArray();
+        try
+        {
+            foreach (var client in clients)
+            {
+                client.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            }
+
+            using var io = new DatagramBatch(server, 64, 100);
+
+            // 48 replies to four senders in turn, as a fleet's interleaved requests are answered.
+            var replies = new OutgoingReply[48];
+            for (var i = 0; i < replies.Length; i++)
+            {
+                var to = clients[i % 4].LocalEndPoint!.Serialize();
+                replies[i].ToLength = to.Size;
+                for (var b = 0; b < to.Size; b++)
+                {
+                    replies[i].To[b] = to[b];
+                }
+
+                ((Span<byte>)replies[i].Reply).Fill((byte)i);
+            }
+
+            io.Send(replies);
+
+            Assert.Equal(4, io.MessagesSent); // one per sender; 48 if sent in the order given
+            var buffer = new byte[HookDatagram.ReplyLength * 2];
+            for (var c = 0; c < 4; c++)
+            {
+                for (var i = c; i < replies.Length; i += 4)
+                {
+                    Assert.Equal(HookDatagram.ReplyLength, clients[c].Receive(buffer));
+                    Assert.Equal((byte)i, buffer[0]);
+                }
+
+                Assert.Equal(0, clients[c].Available);
+            }
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                client.Dispose();
+            }
+        }
+    }
+
+    [Fact]
     public void WhenTheKernelRefusesSegmentedSendsEveryReplyStillArrivesOnItsOwn()
     {
         if (!OperatingSystem.IsLinux())
