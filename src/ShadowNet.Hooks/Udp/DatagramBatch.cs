@@ -220,12 +220,11 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
         }
 
         var keys = _groupKeys.AsSpan(0, replies.Length);
-        var firstHash = 0;
+        var firstHash = HashOf(in replies[0]);
         var mixed = false;
         for (var i = 0; i < replies.Length; i++)
         {
-            var hash = HashOf(in replies[i]);
-            firstHash = i == 0 ? hash : firstHash;
+            var hash = i == 0 ? firstHash : HashOf(in replies[i]);
             mixed |= hash != firstHash;
             keys[i] = ((long)(uint)hash << 16) | (uint)i;
         }

@@ -6,6 +6,28 @@ namespace ShadowNet.Hooks.Tests.Udp;
 
 public class DatagramBatchTests
 {
+    /// <summary>A reply to <paramref name="client"/>'s address, every octet <paramref name="mark"/>.</summary>
+    private static OutgoingReply ReplyTo(Socket client, byte mark)
+    {
+        var to = client.LocalEndPoint!.Serialize();
+        var reply = new OutgoingReply { ToLength = to.Size };
+        for (var b = 0; b < to.Size; b++)
+        {
+            reply.To[b] = to[b];
+        }
+
+        ((Span<byte>)reply.Reply).Fill(mark);
+        return reply;
+    }
+
+    /// <summary>Client sockets bound on <paramref name="loopback"/>, with a receive timeout.</summary>
+    private static Socket[] BoundClients(int count, IPAddress loopback) => [.. Enumerable.Range(0, count).Select(_ =>
+    {
+        var client = new Socket(loopback.AddressFamily, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 2_000 };
+        client.Bind(new IPEndPoint(loopback, 0));
+        return client;
+    })];
+
     [Theory]
     [InlineData(true, false)]
     [InlineData(false, false)]
@@ -20,14 +42,9 @@ public class DatagramBatchTests
         var loopback = ipv6 ? IPAddress.IPv6Loopback : IPAddress.Loopback;
         using var server = new Socket(loopback.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
         server.Bind(new IPEndPoint(loopback, 0));
-        var clients = Enumerable.Range(0, 2).Select(_ => new Socket(loopback.AddressFamily, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 2_000 }).ToArray();
+        var clients = BoundClients(2, loopback);
         try
         {
-            foreach (var client in clients)
-            {
-                client.Bind(new IPEndPoint(loopback, 0));
-            }
-
             using var io = new DatagramBatch(server, 8, 100, native);
 
             // Runs of 3, 2, 1, 5 and 1 to alternating clients (20 replies: more than one batch of 8).
@@ -36,18 +53,10 @@ public class DatagramBatchTests
             var expected = new[] { new List<byte>(), new List<byte>() };
             for (var r = 0; r < runs.Length; r++)
             {
-                var to = clients[r % 2].LocalEndPoint!.Serialize();
                 for (var k = 0; k < runs[r]; k++)
                 {
-                    var reply = new OutgoingReply { ToLength = to.Size };
-                    for (var b = 0; b < to.Size; b++)
-                    {
-                        reply.To[b] = to[b];
-                    }
-
-                    ((Span<byte>)reply.Reply).Fill((byte)replies.Count);
                     expected[r % 2].Add((byte)replies.Count);
-                    replies.Add(reply);
+                    replies.Add(ReplyTo(clients[r % 2], (byte)replies.Count));
                 }
             }
 
@@ -83,29 +92,13 @@ public class DatagramBatchTests
 
         using var server = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         server.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        var clients = Enumerable.Range(0, 4).Select(_ => new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 2_000 }).ToArray();
+        var clients = BoundClients(4, IPAddress.Loopback);
         try
         {
-            foreach (var client in clients)
-            {
-                client.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-            }
-
             using var io = new DatagramBatch(server, 64, 100);
 
             // 48 replies to four senders in turn, as a fleet's interleaved requests are answered.
-            var replies = new OutgoingReply[48];
-            for (var i = 0; i < replies.Length; i++)
-            {
-                var to = clients[i % 4].LocalEndPoint!.Serialize();
-                replies[i].ToLength = to.Size;
-                for (var b = 0; b < to.Size; b++)
-                {
-                    replies[i].To[b] = to[b];
-                }
-
-                ((Span<byte>)replies[i].Reply).Fill((byte)i);
-            }
+            var replies = Enumerable.Range(0, 48).Select(i => ReplyTo(clients[i % 4], (byte)i)).ToArray();
 
             io.Send(replies);
 
@@ -150,18 +143,7 @@ public class DatagramBatchTests
 
         // The first reply alone to another client, so that the refused segmented send is not the
         // batch's first message: what was sent before it must not be sent again.
-        var replies = new OutgoingReply[40];
-        for (var i = 0; i < replies.Length; i++)
-        {
-            var to = (i == 0 ? other : client).LocalEndPoint!.Serialize();
-            replies[i].ToLength = to.Size;
-            for (var b = 0; b < to.Size; b++)
-            {
-                replies[i].To[b] = to[b];
-            }
-
-            ((Span<byte>)replies[i].Reply).Fill((byte)i);
-        }
+        var replies = Enumerable.Range(0, 40).Select(i => ReplyTo(i == 0 ? other : client, (byte)i)).ToArray();
 
         io.Send(replies);
         var buffer = new byte[HookDatagram.ReplyLength * 2];
