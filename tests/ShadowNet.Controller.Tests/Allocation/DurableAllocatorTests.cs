@@ -73,8 +73,10 @@ public class DurableAllocatorTests
         await using var allocator = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(folder.File("state.db")));
         using var done = new CancellationTokenSource();
         var reads = 0;
+        using var reading = new ManualResetEventSlim();
         var reader = Task.Run(() =>
         {
+            reading.Set();
             while (!done.IsCancellationRequested && reads < 2_000_000)
             {
                 foreach (var pool in allocator.PoolUsageSnapshot)
@@ -86,6 +88,8 @@ public class DurableAllocatorTests
             }
         });
 
+        // On a busy machine the reader's task can start late: the snapshots must be read while they change.
+        Assert.True(reading.Wait(TimeSpan.FromSeconds(30)));
         for (var i = 0; i < 500; i++)
         {
             await Task.WhenAll(allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv4).AsTask(), allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv6).AsTask());
