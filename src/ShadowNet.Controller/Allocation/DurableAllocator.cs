@@ -157,6 +157,17 @@ public sealed class DurableAllocator : IAsyncDisposable
     public event LeaseChanges? LeasesChanged;
 
     /// <summary>
+    /// Raised on the applier thread before it applies a run of queued operations (<see cref="LeasesChanged"/>
+    /// follows for each), and <see cref="ApplierBatchEnded"/> after them, before the group goes to the
+    /// committer. The route manager holds the peers' writers in between and writes the run's routes
+    /// itself at the end, so that a busy applier does not wake a writer thread for every run.
+    /// </summary>
+    public event Action? ApplierBatchStarting;
+
+    /// <inheritdoc cref="ApplierBatchStarting"/>
+    public event Action? ApplierBatchEnded;
+
+    /// <summary>
     /// Raised on the committer thread when a group fails to commit, with the changes it held (never
     /// stored): what was started from <see cref="LeasesChanged"/> for them must be undone.
     /// </summary>
@@ -441,7 +452,7 @@ public sealed class DurableAllocator : IAsyncDisposable
         {
             while (true)
             {
-                var group = ApplyQueued(reader);
+                var group = ApplyQueuedAsApplier(reader);
                 if (group.Operations.Count > 0 && TryHandOver())
                 {
                     continue;
@@ -464,6 +475,35 @@ public sealed class DurableAllocator : IAsyncDisposable
         {
             _applierDone = true;
             _wakeCommitter.Set();
+        }
+    }
+
+    /// <summary>
+    /// <see cref="ApplyQueued"/> on the applier thread, between <see cref="ApplierBatchStarting"/> and
+    /// <see cref="ApplierBatchEnded"/>, before the group goes to the committer.
+    /// </summary>
+    private Group ApplyQueuedAsApplier(ChannelReader<Operation> reader)
+    {
+        Notify(ApplierBatchStarting);
+        try
+        {
+            return ApplyQueued(reader);
+        }
+        finally
+        {
+            Notify(ApplierBatchEnded);
+        }
+    }
+
+    private static void Notify(Action? subscribers)
+    {
+        try
+        {
+            subscribers?.Invoke();
+        }
+        catch (Exception)
+        {
+            // As in Announce: a subscriber's failure must not stop the applier.
         }
     }
 

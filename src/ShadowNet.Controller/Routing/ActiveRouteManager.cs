@@ -164,6 +164,10 @@ public sealed class ActiveRouteManager : IHookHandler
         _warm = [.. options.Warm.Select(w => (w.Application, w.Family))];
         allocator.LeasesChanged += FollowLeases;
         allocator.CommitFailed += WithdrawUncommitted;
+        // The applier's routes go out from its own thread at the end of each run it applies, as a batch
+        // applied on the receiving thread does (BatchStarting): no writer wake-up per run (bench/RESULTS.md, stop 24).
+        allocator.ApplierBatchStarting += BgpSpeaker.HoldSends;
+        allocator.ApplierBatchEnded += BgpSpeaker.ReleaseSends;
     }
 
     public RouteManagerOptions Options { get; }

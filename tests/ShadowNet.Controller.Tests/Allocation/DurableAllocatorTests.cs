@@ -223,6 +223,31 @@ public class DurableAllocatorTests
     }
 
     [Fact]
+    public async Task ApplierRaisesItsLeaseChangesBetweenBatchStartingAndEndedBeforeTheGroupCommits()
+    {
+        // The route manager holds the peers' writers from Starting and writes the run's routes at Ended:
+        // every change of the run must come in between, on the applier's thread, before the commit starts.
+        using var gate = new ManualResetEventSlim();
+        var store = new FailingStore { Gate = gate };
+        await using var allocator = DurableAllocator.Open(TestPools.Small(), store);
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        void Record(string what) => seen.Enqueue($"{what} on {Thread.CurrentThread.Name}");
+        allocator.ApplierBatchStarting += () => Record("starting");
+        allocator.LeasesChanged += _ => Record("changed");
+        allocator.ApplierBatchEnded += () => Record("ended");
+
+        var claim = allocator.ClaimAsync("vm-0", "web", IpFamily.IPv4).AsTask();
+        Assert.True(store.Committing.Wait(TimeSpan.FromSeconds(10)));
+        var beforeCommit = seen.ToArray();
+        gate.Set();
+        Assert.Equal(ClaimStatus.Miss, (await claim.WaitAsync(TimeSpan.FromSeconds(10))).Status);
+
+        // Runs that found nothing queued (a wake-up with no work) raise an empty pair; leave those out.
+        var runs = string.Join(", ", beforeCommit).Replace("starting on shadownet-state-applier, ended on shadownet-state-applier", "", StringComparison.Ordinal).Trim(' ', ',');
+        Assert.Equal("starting on shadownet-state-applier, changed on shadownet-state-applier, ended on shadownet-state-applier", runs);
+    }
+
+    [Fact]
     public async Task BatchAppliedByItsReceiverWhileTheCommitterIsBusyIsHandedOverWhenItFrees()
     {
         // The applier thread sleeps with nothing of its own while the committer holds a group; a receiver
