@@ -37,7 +37,7 @@ namespace ShadowNet.Benchmarks.EndToEnd;
 /// and runs it. For profiling: BENCH_ONLY=open|closed runs only that loop of ShadowNet's (open also prints
 /// the daemon's store and activation histograms), BENCH_SYNC=normal, BENCH_WARM=N and BENCH_EXPECTED_LEASES=N
 /// (its lease tables' sizing: by default the whole /14 pool, 262,144, as an operator would set it) change the daemon,
-/// BENCH_WIRE_PROBE=1 adds a probe peering with shadownetd directly (its own part apart from BIRD's),
+/// BENCH_WINDOW=N sets the closed loop's datagrams in flight (1,024), BENCH_WIRE_PROBE=1 adds a probe peering with shadownetd directly (its own part apart from BIRD's),
 /// BENCH_DUMP=FILE writes each open-loop create's send time, latency and send timestamp (CLOCK_MONOTONIC seconds, to line up
 /// with perf record -k CLOCK_MONOTONIC) to FILE.RUN (and FILE.RUN.wire with the wire probe), and
 /// BENCH_DAEMON_TC=0|1 sets the daemon's tiered compilation; BENCH_DAEMON_ENV="NAME=value;..." sets variables for the daemon alone.
@@ -70,8 +70,8 @@ internal static class HooksToBird
             // BENCH_ONLY=closed or open: only that loop of ShadowNet's (for profiling the daemon).
             if (Environment.GetEnvironmentVariable("BENCH_ONLY") == "closed")
             {
-                await ShadowNetClosedLoopAsync(lab, 250_000, 1024, 1, run, figures);
-                await ShadowNetClosedLoopAsync(lab, 250_000, 1024, FleetHosts, run, figures);
+                await ShadowNetClosedLoopAsync(lab, 250_000, ClosedWindow, 1, run, figures);
+                await ShadowNetClosedLoopAsync(lab, 250_000, ClosedWindow, FleetHosts, run, figures);
                 results.Add(figures);
                 continue;
             }
@@ -91,8 +91,8 @@ internal static class HooksToBird
                 continue;
             }
 
-            await ShadowNetClosedLoopAsync(lab, 200_000, 1024, 1, run, figures);
-            await ShadowNetClosedLoopAsync(lab, 200_000, 1024, FleetHosts, run, figures);
+            await ShadowNetClosedLoopAsync(lab, 200_000, ClosedWindow, 1, run, figures);
+            await ShadowNetClosedLoopAsync(lab, 200_000, ClosedWindow, FleetHosts, run, figures);
             await GoBgpAddPathAsync(lab, 3_000, figures);
             await GoBgpStreamAsync(lab, 100_000, figures);
             results.Add(figures);
@@ -203,6 +203,9 @@ internal static class HooksToBird
 
     /// <summary>Hosts the closed loop's events come from in its fleet-shaped pass (see <see cref="RequestSender"/>).</summary>
     private const int FleetHosts = 64;
+
+    /// <summary>Datagrams in flight at most in the closed loop (BENCH_WINDOW, for profiling; 1,024 by default).</summary>
+    private static readonly int ClosedWindow = int.TryParse(Environment.GetEnvironmentVariable("BENCH_WINDOW"), out var w) && w > 0 ? w : 1024;
 
     private static async Task ShadowNetClosedLoopAsync(Lab lab, int events, int window, int hosts, int run, Dictionary<string, double> figures)
     {
