@@ -54,6 +54,45 @@ public sealed class HookServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AnsweredEventsAreCountedByKindStatusAndTransport()
+    {
+        var before = AnsweredCounts();
+        HookServer.CountGrpcEvent(HookKind.Create, HookStatus.Conflict);
+        HookServer.CountGrpcEvent(HookKind.Create, HookStatus.Conflict);
+        using var client = new HookClient(_server.LocalEndPoint, 1, Key, 1000);
+        Assert.Equal(HookStatus.NotFound, (await client.DeleteAsync("never-created", "web", IpFamily.IPv4)).Status);
+        var after = AnsweredCounts();
+
+        // Only the daemon answers over gRPC, so that count is exact; other tests may answer UDP deletes meanwhile.
+        Assert.Equal(2, after.GetValueOrDefault("create/conflict/grpc") - before.GetValueOrDefault("create/conflict/grpc"));
+        Assert.True(after.GetValueOrDefault("delete/not_found/udp") > before.GetValueOrDefault("delete/not_found/udp"));
+    }
+
+    /// <summary>shadownet.hook.events as an exporter reads it: count by "kind/status/transport".</summary>
+    private static Dictionary<string, long> AnsweredCounts()
+    {
+        var counts = new Dictionary<string, long>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == HookServer.MeterName && instrument.Name == "shadownet.hook.events")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            var byKey = tags.ToArray().ToDictionary(t => t.Key, t => t.Value as string);
+            counts[$"{byKey["kind"]}/{byKey["status"]}/{byKey["transport"]}"] = value;
+        });
+        listener.Start();
+        listener.RecordObservableInstruments();
+        return counts;
+    }
+
+    [Fact]
     public async Task RetriedDatagramGetsTheSameReplyAndRunsOnce()
     {
         using var socket = Connected();
