@@ -54,6 +54,12 @@ public sealed class SqliteAllocationStore : IAllocationStore
     private byte[] _utf8 = new byte[256];
     private int _commitsSinceCheckpoint;
 
+    // What the upsert statement has bound now for the columns that rarely change from row to row.
+    private int _boundFamily = -1;
+    private object? _boundPool = Unbound;
+    private object? _boundApplication = Unbound;
+    private static readonly object Unbound = new();
+
     private SqliteAllocationStore(string path, SqliteConnection connection)
     {
         Location = path;
@@ -275,10 +281,27 @@ public sealed class SqliteAllocationStore : IAllocationStore
                 }
 
                 Check(raw.sqlite3_bind_blob(_upsert, 1, address[..length]));
-                Check(raw.sqlite3_bind_int64(_upsert, 2, (int)lease.Address.Family));
-                BindText(_upsert, 3, lease.Pool);
+                // A binding stays until replaced: family, pool and application are mostly those of the row
+                // before, and each bind is a call through interop (stop 24).
+                if ((int)lease.Address.Family != _boundFamily)
+                {
+                    Check(raw.sqlite3_bind_int64(_upsert, 2, (int)lease.Address.Family));
+                    _boundFamily = (int)lease.Address.Family;
+                }
+
+                if (!ReferenceEquals(lease.Pool, _boundPool))
+                {
+                    BindText(_upsert, 3, lease.Pool);
+                    _boundPool = lease.Pool;
+                }
+
                 Check(raw.sqlite3_bind_int64(_upsert, 4, (int)lease.State));
-                BindText(_upsert, 5, lease.Application);
+                if (!ReferenceEquals(lease.Application, _boundApplication))
+                {
+                    BindText(_upsert, 5, lease.Application);
+                    _boundApplication = lease.Application;
+                }
+
                 if (change.HasInstance)
                 {
                     BindText(_upsert, 6, change.InstanceName); // a string, or characters in the change log
