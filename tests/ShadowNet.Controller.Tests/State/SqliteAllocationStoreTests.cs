@@ -117,6 +117,33 @@ public class SqliteAllocationStoreTests
     }
 
     [Fact]
+    public void RowsThatShareOrChangeFamilyPoolAndApplicationAreStoredAsGiven()
+    {
+        // The upsert rebinds family, pool and application only when they differ from the row before
+        // (by reference): every mix, across commits too, must still be stored as given.
+        using var folder = new TempDirectory("state");
+        var path = folder.File("state.db");
+        var web = new string("web".AsSpan()); // equal to "web" below, another object
+        Lease[] leases =
+        [
+            new(Address.Parse("10.1.0.2"), "shadow-v4", LeaseState.Reserved, "db", null, false, 1),
+            new(Address.Parse("10.1.0.3"), "shadow-v4", LeaseState.Reserved, "db", null, false, 2),
+            new(Address.Parse("10.1.0.4"), "shadow-v4", LeaseState.Reserved, null, null, false, 3),
+            new(Address.Parse("2001:db8:1::1"), "shadow-v6", LeaseState.Assigned, "web", "web-1", true, 4),
+            new(Address.Parse("10.9.0.1"), "dynamic-v4", LeaseState.Assigned, web, "web-2", false, 5),
+            new(Address.Parse("10.1.0.5"), "shadow-v4", LeaseState.Reserved, "db", null, false, 6),
+        ];
+        using (var store = SqliteAllocationStore.Open(path))
+        {
+            store.Commit([.. leases[..3].Select(l => new LeaseChange(l, false))], [], 1);
+            store.Commit([.. leases[3..].Select(l => new LeaseChange(l, false))], [], 2);
+        }
+
+        using var reopened = SqliteAllocationStore.Open(path);
+        Assert.Equal(leases.OrderBy(l => l.SinceMs), reopened.LoadLeases().OrderBy(l => l.SinceMs));
+    }
+
+    [Fact]
     public void MissRecordsAreStoredWithTheGroupAndReadBackInOrder()
     {
         using var folder = new TempDirectory("state");
