@@ -61,6 +61,7 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             configuration.Pools,
             SqliteAllocationStore.Open(configuration.StorePath, configuration.StoreSync),
             new DurableAllocatorOptions { ExpectedLeases = configuration.ExpectedLeases });
+        _allocator.LeasesOutgrewSizing += (leases, sized) => Log.LeasesOutgrewSizing(_log, leases, sized);
         _speaker = new BgpSpeaker(configuration.Bgp, loggerFactory: loggers);
         foreach (var peer in configuration.Peers)
         {
@@ -185,5 +186,9 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
 
         [LoggerMessage(3, LogLevel.Warning, "hooks:udp:receiverNice {Nice} not applied ({Problem}); the UDP hook receiver runs at normal priority")]
         public static partial void ReceiverNiceNotSet(ILogger logger, int nice, string problem);
+
+        [LoggerMessage(4, LogLevel.Warning, "{Leases} leases are held, more than the {Sized} the tables were sized for (store:expectedLeases): "
+            + "they now grow while serving, a pause of milliseconds each time. Set store:expectedLeases to the most leases expected (reserved, active and cooling)")]
+        public static partial void LeasesOutgrewSizing(ILogger logger, int leases, int sized);
     }
 }

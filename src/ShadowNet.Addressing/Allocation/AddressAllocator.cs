@@ -91,6 +91,7 @@ public sealed class AddressAllocator
         _pools = [.. list];
         var wanted = expectedLeases > 0 ? expectedLeases : InitialLeaseCapacity;
         var capacity = (int)Math.Min((ulong)wanted, list.Aggregate(0UL, (sum, p) => sum + Math.Min(p.Size, (ulong)wanted)));
+        SizedForLeases = capacity;
         _names = new InstanceNames(capacity);
         var byName = new InstanceKeyComparer(_names);
         _leases = new Dictionary<Address, Row>(capacity);
@@ -105,6 +106,9 @@ public sealed class AddressAllocator
     public ChangeLog? Changes { get; set; }
 
     public int LeaseCount => _leases.Count;
+
+    /// <summary>Leases the tables were sized for at construction; above it they grow while serving.</summary>
+    public int SizedForLeases { get; }
 
     /// <summary>Leases the lease table holds before it grows (and rehashes).</summary>
     internal int LeaseTableCapacity => _leases.EnsureCapacity(0);

@@ -168,6 +168,13 @@ public sealed class DurableAllocator : IAsyncDisposable
     public event Action? ApplierBatchEnded;
 
     /// <summary>
+    /// Raised once, on the thread that applied the change, when the leases held (reserved, assigned and
+    /// cooling) first exceed what the tables were sized for (<see cref="DurableAllocatorOptions.ExpectedLeases"/>):
+    /// leases held, and the sizing. From then on the tables grow while serving, a pause of milliseconds each time.
+    /// </summary>
+    public event Action<int, int>? LeasesOutgrewSizing;
+
+    /// <summary>
     /// Raised on the committer thread when a group fails to commit, with the changes it held (never
     /// stored): what was started from <see cref="LeasesChanged"/> for them must be undone.
     /// </summary>
@@ -747,9 +754,27 @@ public sealed class DurableAllocator : IAsyncDisposable
         }
     }
 
-    /// <summary>After a change, at most every 250 ms under load, and at once when the queue runs dry.</summary>
+    private bool _outgrowthReported;
+
+    /// <summary>
+    /// After a change, at most every 250 ms under load, and at once when the queue runs dry; and the first
+    /// time the leases outgrow the tables' sizing, <see cref="LeasesOutgrewSizing"/>.
+    /// </summary>
     private void RefreshPoolUsage(bool changed)
     {
+        if (changed && !_outgrowthReported && _allocator.LeaseCount > _allocator.SizedForLeases)
+        {
+            _outgrowthReported = true;
+            try
+            {
+                LeasesOutgrewSizing?.Invoke(_allocator.LeaseCount, _allocator.SizedForLeases);
+            }
+            catch (Exception)
+            {
+                // A subscriber's failure must not stop the applier.
+            }
+        }
+
         _poolUsageStale |= changed;
         var now = Environment.TickCount64;
         if (_poolUsageStale && (now - _poolUsageAt >= 250 || !_queue.Reader.TryPeek(out _)))

@@ -223,6 +223,28 @@ public class DurableAllocatorTests
     }
 
     [Fact]
+    public async Task LeasesOutgrowingTheSizingAreReportedOnce()
+    {
+        using var folder = new TempDirectory("sizing");
+        await using var allocator = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(folder.File("s.db")),
+            new DurableAllocatorOptions { ExpectedLeases = 4 });
+        var reports = new System.Collections.Concurrent.ConcurrentQueue<(int Leases, int Sized)>();
+        allocator.LeasesOutgrewSizing += (leases, sized) => reports.Enqueue((leases, sized));
+        for (var i = 0; i < 4; i++)
+        {
+            await allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv4);
+        }
+
+        Assert.Empty(reports);
+        for (var i = 4; i < 8; i++)
+        {
+            await allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv4);
+        }
+
+        Assert.Equal([(5, 4)], reports);
+    }
+
+    [Fact]
     public async Task ApplierRaisesItsLeaseChangesBetweenBatchStartingAndEndedBeforeTheGroupCommits()
     {
         // The route manager holds the peers' writers from Starting and writes the run's routes at Ended:
