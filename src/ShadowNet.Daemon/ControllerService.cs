@@ -62,6 +62,9 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             SqliteAllocationStore.Open(configuration.StorePath, configuration.StoreSync),
             new DurableAllocatorOptions { ExpectedLeases = configuration.ExpectedLeases });
         _allocator.LeasesOutgrewSizing += (leases, sized) => Log.LeasesOutgrewSizing(_log, leases, sized);
+        // Every originated route is a lease's (staged or active): the Loc-RIB is sized as the allocator's
+        // tables were (store:expectedLeases, or the default, capped by what the pools hold).
+        configuration.Bgp.ExpectedRoutes = _allocator.SizedForLeases;
         _speaker = new BgpSpeaker(configuration.Bgp, loggerFactory: loggers);
         foreach (var peer in configuration.Peers)
         {

@@ -112,7 +112,7 @@ public class DaemonTests
     }
 
     [Fact]
-    public void ExpectedLeasesComeFromTheStoreSectionAndSizeTheLocRibToo()
+    public void ExpectedLeasesComeFromTheStoreSection()
     {
         ConfigurationManager Settings(string? expected)
         {
@@ -123,8 +123,7 @@ public class DaemonTests
         }
 
         var (unsized, sized) = (Configuration.DaemonConfiguration.Read(Settings(null)), Configuration.DaemonConfiguration.Read(Settings("300000")));
-        Assert.Equal((0, 0), (unsized.ExpectedLeases, unsized.Bgp.ExpectedRoutes));
-        Assert.Equal((300_000, 300_000), (sized.ExpectedLeases, sized.Bgp.ExpectedRoutes));
+        Assert.Equal((0, 300_000), (unsized.ExpectedLeases, sized.ExpectedLeases));
     }
 
     [Fact]

@@ -174,6 +174,9 @@ public sealed class DurableAllocator : IAsyncDisposable
     /// </summary>
     public event Action<int, int>? LeasesOutgrewSizing;
 
+    /// <summary>Leases the in-memory tables were sized for (<see cref="AddressAllocator.SizedForLeases"/>).</summary>
+    public int SizedForLeases => _allocator.SizedForLeases;
+
     /// <summary>
     /// Raised on the committer thread when a group fails to commit, with the changes it held (never
     /// stored): what was started from <see cref="LeasesChanged"/> for them must be undone.

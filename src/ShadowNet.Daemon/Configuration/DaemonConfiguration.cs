@@ -129,9 +129,8 @@ public sealed record DaemonConfiguration
             throw new ConfigurationException("store:path", "missing (the SQLite state file)");
         }
 
-        // Every originated route is a lease's (staged or active), so the leases expected bound the routes.
+        // The Loc-RIB is sized from it too, at start-up (ControllerService), as the allocator's tables are.
         var expectedLeases = OptionalInt(store, "expectedLeases", 0, AddressAllocator.MaxExpectedLeases, 0);
-        speaker.ExpectedRoutes = expectedLeases;
 
         return new DaemonConfiguration
         {

@@ -77,6 +77,7 @@ public class AddressAllocatorTests
     {
         var allocator = new AddressAllocator([new PoolDefinition("small", PoolKind.Dynamic, [IPNetwork.Parse("10.9.0.0/24")], ReuseDelay: TimeSpan.FromHours(1))], _time, AddressAllocator.MaxExpectedLeases);
 
+        Assert.InRange(allocator.SizedForLeases, 254, 256);
         Assert.InRange(allocator.LeaseTableCapacity, 254, 1024);
         Assert.InRange(allocator.CoolingCapacity("small"), 254, 1024);
         Assert.Throws<ArgumentOutOfRangeException>(() => new AddressAllocator([], _time, -1));
