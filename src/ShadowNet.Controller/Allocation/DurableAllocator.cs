@@ -14,8 +14,13 @@ public delegate void LeaseChanges(ReadOnlySpan<LeaseChange> changes);
 
 public sealed record DurableAllocatorOptions
 {
-    /// <summary>Most operations committed in one transaction.</summary>
-    public int MaxGroupSize { get; init; } = 4096;
+    /// <summary>
+    /// Most operations committed in one transaction, and so most applied (their routes sent) while the
+    /// group before is committing. A group only grows that large when a commit is held up: a disk whose
+    /// fsync stalls for 100-350 ms now and then (this machine's) must delay acknowledgements, not routes.
+    /// At 4,096 (before stop 24) a stall of 0.4 s at 10,000 events/s stopped every route behind it.
+    /// </summary>
+    public int MaxGroupSize { get; init; } = 65_536;
 
     /// <summary>Operations waiting for the writer before callers are made to wait (back-pressure).</summary>
     public int QueueCapacity { get; init; } = 65_536;

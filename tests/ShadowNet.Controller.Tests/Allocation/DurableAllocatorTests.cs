@@ -329,6 +329,42 @@ public class DurableAllocatorTests
     }
 
     [Fact]
+    public async Task OperationsGoOnBeingAppliedWhileACommitIsHeldUp()
+    {
+        // A slow fsync holds a group; the creates behind it must still be applied (their routes sent),
+        // well past the 4,096 of a group that used to stop them.
+        using var gate = new ManualResetEventSlim();
+        var store = new FailingStore { Gate = gate };
+        await using var allocator = DurableAllocator.Open(TestPools.Small(), store);
+        var first = allocator.ClaimAsync("vm-0", "web", IpFamily.IPv6).AsTask();
+        Assert.True(store.Committing.Wait(TimeSpan.FromSeconds(10)));
+        var applied = 0;
+        using var allApplied = new ManualResetEventSlim();
+        allocator.LeasesChanged += changes =>
+        {
+            if (Interlocked.Add(ref applied, changes.Length) == 10_000)
+            {
+                allApplied.Set();
+            }
+        };
+
+        var rest = Enumerable.Range(1, 10_000).Select(i => allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv6).AsTask()).ToList();
+        try
+        {
+            Assert.True(allApplied.Wait(TimeSpan.FromSeconds(20)), $"{Volatile.Read(ref applied)} of 10,000 applied while the commit was held");
+            Assert.False(first.IsCompleted);
+        }
+        finally
+        {
+            gate.Set();
+        }
+
+        var claims = await Task.WhenAll(rest.Prepend(first)).WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.All(claims, c => Assert.Equal(ClaimStatus.Miss, c.Status));
+        Assert.Equal(10_001, allocator.Acknowledged);
+    }
+
+    [Fact]
     public async Task FullGroupsWaitingBehindAHeldCommitAllCommitInOrder()
     {
         using var gate = new ManualResetEventSlim();
