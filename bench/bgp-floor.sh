@@ -69,6 +69,7 @@ established() { /usr/sbin/birdc -s "$folder/bird.ctl" show protocols sn | grep -
 gc_figures() {
   curl -s "http://127.0.0.1:$metrics_port/metrics" | awk '/^dotnet_gc_collections_total/ { n += $2 } /^dotnet_gc_pause_time_seconds_total/ { p += $2 } END { print n + 0, p + 0 }'
 }
+udp_receive_drops() { awk '/^Udp: [0-9]/ { print $6 }' /proc/net/snmp; }
 # One run of the C tool: with a key and a run number it drives shadownetd, without them the relay.
 rate=${1:-10000} seconds=${2:-5}
 run_floor() { timeout 120 "$folder/bgp_floor" "$rate" "$seconds" "$bird_port" "$probe_port" "$@"; }
@@ -88,7 +89,16 @@ for run in $(seq 1 "${3:-3}"); do
   fi
   if [ "$speakers" != relay ]; then
     before=$(gc_figures)
-    run_floor "$hook_port" "$key" "$run"
+    drops=$(udp_receive_drops)
+    if ! run_floor "$hook_port" "$key" "$run"; then
+      # Creates missing after 10 s: say whether the daemon is alive, whether datagrams were dropped for a
+      # full receive buffer (machine-wide), and what its slowest commits took.
+      kill -0 "$daemon_pid" 2>/dev/null && echo "  shadownetd is running" || echo "  shadownetd has exited"
+      echo "  UDP datagrams dropped for a full receive buffer during the run: $(( $(udp_receive_drops) - drops ))"
+      curl -s --max-time 5 "http://127.0.0.1:$metrics_port/metrics" | grep -E '^shadownet_store_(commit|maintenance)_duration_seconds_(bucket|count)' \
+        | awk '{ printf "  %s\n", $0 }' || true
+      exit 1
+    fi
     # A collection pauses every thread of the daemon: say which runs had one.
     echo "$before $(gc_figures)" | awk '{ printf "  shadownetd garbage collections during the run: %d, paused %.1f ms\n", $3 - $1, ($4 - $2) * 1000 }'
   fi
