@@ -105,7 +105,7 @@ public sealed class AddressAllocator
 
     /// <summary>
     /// Writes the lease table's whole storage once, so that its pages are the process's own before the
-    /// first create (about 90 ms for 262,144 leases). Left to the creates, the new leases' entries,
+    /// first create (about 100 ms for 262,144 leases). Left to the creates, the new leases' entries,
     /// appended in order, kept meeting untouched pages: a page fault each, with a TLB shootdown that
     /// interrupts the other CPUs, 2.3% of the daemon's CPU in the closed loop (0.4% after; bench/RESULTS.md, stop 24).
     /// </summary>

@@ -90,6 +90,7 @@ public sealed class DurableAllocator : IAsyncDisposable
     private int _poolUsageVersion;
     private long _poolUsageAt;
     private bool _poolUsageStale;
+    private bool _outgrowthReported;
 
     private DurableAllocator(AddressAllocator allocator, IAllocationStore store, DurableAllocatorOptions options)
     {
@@ -761,8 +762,6 @@ public sealed class DurableAllocator : IAsyncDisposable
             _wakeApplier.Set();
         }
     }
-
-    private bool _outgrowthReported;
 
     /// <summary>
     /// After a change, at most every 250 ms under load, and at once when the queue runs dry; and the first

@@ -71,24 +71,27 @@ public sealed class HookServer : IAsyncDisposable
     private static readonly Meter Meter = new(MeterName);
     private static readonly Counter<long> Rejected = Meter.CreateCounter<long>("shadownet.hook.datagrams.rejected", "{datagram}", "Hook datagrams dropped, by reason");
     private static readonly KeyValuePair<string, object?>[] TransportTags = [new("transport", "udp"), new("transport", "grpc")];
-
-    // Events answered, by transport, kind and status: counted with one increment each and read when the
-    // exporter collects. A Counter's Add looked its tag set up on every event (2% of the daemon's CPU in
-    // the closed loop, bench/RESULTS.md stop 24).
-    private static readonly long[] s_answered = new long[2 * 2 * (int)(HookStatus.Unavailable + 1)];
-    private static readonly ObservableCounter<long> Handled = Meter.CreateObservableCounter("shadownet.hook.events", ObserveAnswered, "{event}",
-        "Hook events answered, by kind, status and transport");
     private static readonly Counter<long> Repeated = Meter.CreateCounter<long>("shadownet.hook.datagrams.repeated", "{datagram}", "Client retries answered from the reply cache");
     private static readonly Counter<long> Batches = Meter.CreateCounter<long>("shadownet.hook.batches", "{batch}", "Received datagram batches, by the thread that finished their work");
     private static readonly KeyValuePair<string, object?>[] FinishedTags = [new("finished", "handed_on"), new("finished", "receiver")];
 
     private static readonly KeyValuePair<string, object?>[] KindTags = [new("kind", "create"), new("kind", "delete")];
+    private static readonly KeyValuePair<string, object?>[] StatusTags =
+        [.. Enum.GetValues<HookStatus>().Select(s => new KeyValuePair<string, object?>("status", SnakeCase(s.ToString())))];
+
+    // Events answered, by transport, kind and status: counted with one increment each and read when the
+    // exporter collects. A Counter's Add looked its tag set up on every event (2% of the daemon's CPU in
+    // the closed loop, bench/RESULTS.md stop 24).
+    private static readonly long[] s_answered = new long[TransportTags.Length * KindTags.Length * StatusTags.Length];
+    private static readonly ObservableCounter<long> Handled = Meter.CreateObservableCounter("shadownet.hook.events", ObserveAnswered, "{event}",
+        "Hook events answered, by kind, status and transport");
 
     /// <summary>Counts an event answered over gRPC in the same metric as the UDP path's (transport "grpc").</summary>
     public static void CountGrpcEvent(HookKind kind, HookStatus status) => CountAnswered(1, kind, status);
 
+    /// <param name="transport">Its index in <see cref="TransportTags"/>.</param>
     private static void CountAnswered(int transport, HookKind kind, HookStatus status) =>
-        Interlocked.Increment(ref s_answered[((transport * 2) + (kind == HookKind.Create ? 0 : 1)) * StatusTags.Length + (int)status]);
+        Interlocked.Increment(ref s_answered[(((transport * KindTags.Length) + (kind == HookKind.Create ? 0 : 1)) * StatusTags.Length) + (int)status]);
 
     private static IEnumerable<Measurement<long>> ObserveAnswered()
     {
@@ -98,13 +101,11 @@ public sealed class HookServer : IAsyncDisposable
             if (count > 0)
             {
                 var (transportAndKind, status) = Math.DivRem(i, StatusTags.Length);
-                yield return new Measurement<long>(count, KindTags[transportAndKind % 2], StatusTags[status], TransportTags[transportAndKind / 2]);
+                var (transport, kind) = Math.DivRem(transportAndKind, KindTags.Length);
+                yield return new Measurement<long>(count, KindTags[kind], StatusTags[status], TransportTags[transport]);
             }
         }
     }
-
-    private static readonly KeyValuePair<string, object?>[] StatusTags =
-        [.. Enum.GetValues<HookStatus>().Select(s => new KeyValuePair<string, object?>("status", SnakeCase(s.ToString())))];
 
     private readonly HookServerOptions _options;
     private readonly IHookHandler _handler;
