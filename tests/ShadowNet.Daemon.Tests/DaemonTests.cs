@@ -140,6 +140,46 @@ public class DaemonTests
     }
 
     [Fact]
+    public async Task LeasesPastExpectedLeasesAreWarnedAboutOnceNamingTheKey()
+    {
+        // No BGP peer answers here: the hook serves without one, and the warning is about the tables.
+        using var folder = new TempDirectory("daemon-outgrown");
+        var udpPort = FreeUdpPort();
+        var config = Config(folder.File("state.db"), TestPorts.Next(), udpPort);
+        config["store"]!["expectedLeases"] = 3;
+        var file = folder.File("shadownetd.json");
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+
+        var (daemon, output) = StartCollectingOutput(file);
+        using (daemon)
+        {
+            try
+            {
+                using var client = new HookClient(new IPEndPoint(IPAddress.Loopback, udpPort), 1, Convert.FromHexString(KeyHex), 1_000) { MaxAttempts = 12 };
+                for (var i = 0; i < 3; i++)
+                {
+                    Assert.Equal(HookStatus.Miss, (await client.CreateAsync($"vm-{i}", "web", IpFamily.IPv4, null)).Status);
+                }
+
+                Assert.DoesNotContain("store:expectedLeases", output(), StringComparison.Ordinal);
+                for (var i = 3; i < 6; i++)
+                {
+                    Assert.Equal(HookStatus.Miss, (await client.CreateAsync($"vm-{i}", "web", IpFamily.IPv4, null)).Status);
+                }
+
+                await Eventually.WaitAsync(() => Task.FromResult(output()), o => o.Contains("store:expectedLeases", StringComparison.Ordinal), Patience);
+                var warnings = output().Split('\n').Count(l => l.Contains("leases are held, more than the 3 the tables were sized for", StringComparison.Ordinal));
+                Assert.Equal(1, warnings);
+            }
+            finally
+            {
+                daemon.Kill();
+                await daemon.WaitForExitAsync();
+            }
+        }
+    }
+
+    [Fact]
     public async Task CreatesReachBirdAndSurviveSigkillAndSigtermClosesTheSessionCleanly()
     {
         using var folder = new TempDirectory("daemon");

@@ -36,26 +36,46 @@ internal static class Shadownetd
         ["hooks"] = new JsonObject { ["udp"] = new JsonObject { ["listen"] = $"127.0.0.1:{udpPort}", ["keys"] = new JsonObject { ["1"] = KeyHex } } },
     };
 
-    public static Process Start(string configFile)
-    {
-        var dll = Path.Combine(AppContext.BaseDirectory, "shadownetd.dll");
-        return Process.Start(new ProcessStartInfo("dotnet", $"{dll} --config {configFile}")
+    public static Process Start(string configFile) =>
+        Process.Start(StartInfo(configFile, redirect: false)) ?? throw new InvalidOperationException("shadownetd did not start");
+
+    private static ProcessStartInfo StartInfo(string configFile, bool redirect) =>
+        new("dotnet", $"{Path.Combine(AppContext.BaseDirectory, "shadownetd.dll")} --config {configFile}")
         {
-            RedirectStandardOutput = false,
-            RedirectStandardError = false,
+            RedirectStandardOutput = redirect,
+            RedirectStandardError = redirect,
             UseShellExecute = false,
-        }) ?? throw new InvalidOperationException("shadownetd did not start");
+        };
+
+    /// <summary>Starts it with its output (its log) collected as it comes.</summary>
+    public static (Process Process, Func<string> Output) StartCollectingOutput(string configFile)
+    {
+        var process = Process.Start(StartInfo(configFile, redirect: true)) ?? throw new InvalidOperationException("shadownetd did not start");
+        var output = new System.Text.StringBuilder();
+        void Collect(object? sender, DataReceivedEventArgs e)
+        {
+            lock (output)
+            {
+                output.AppendLine(e.Data);
+            }
+        }
+
+        process.OutputDataReceived += Collect;
+        process.ErrorDataReceived += Collect;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return (process, () =>
+        {
+            lock (output)
+            {
+                return output.ToString();
+            }
+        });
     }
 
     public static async Task<(int Exit, string Stderr)> RunToExitAsync(string configFile)
     {
-        var dll = Path.Combine(AppContext.BaseDirectory, "shadownetd.dll");
-        using var process = Process.Start(new ProcessStartInfo("dotnet", $"{dll} --config {configFile}")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        })!;
+        using var process = Process.Start(StartInfo(configFile, redirect: true))!;
         var stderr = process.StandardError.ReadToEndAsync();
         var stdout = process.StandardOutput.ReadToEndAsync();
         using var timeout = new CancellationTokenSource(Patience);
