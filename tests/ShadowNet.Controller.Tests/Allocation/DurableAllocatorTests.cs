@@ -275,11 +275,8 @@ public class DurableAllocatorTests
         // The applier thread sleeps with nothing of its own while the committer holds a group; a receiver
         // applies its batch meanwhile and cannot hand it over. The committer's wake-up must get it handed
         // over by the applier thread (it used to go back to sleep: the batch was never committed).
-        using var gate = new ManualResetEventSlim();
-        var store = new FailingStore { Gate = gate };
-        await using var allocator = DurableAllocator.Open(TestPools.Small(), store);
-        var first = allocator.ClaimAsync("vm-0", "web", IpFamily.IPv4).AsTask();
-        Assert.True(store.Committing.Wait(TimeSpan.FromSeconds(10)));
+        await using var held = HeldFirstCommit.Start();
+        var (gate, store, allocator, first) = (held.Gate, held.Store, held.Allocator, held.First);
         Thread.Sleep(100); // the applier thread goes to sleep
 
         string? appliedOn = null;
@@ -304,11 +301,8 @@ public class DurableAllocatorTests
     [Fact]
     public async Task ClaimIsAppliedWhileTheGroupBeforeItCommitsAndAcknowledgedOnlyAfterItsOwn()
     {
-        using var gate = new ManualResetEventSlim();
-        var store = new FailingStore { Gate = gate };
-        await using var allocator = DurableAllocator.Open(TestPools.Small(), store);
-        var first = allocator.ClaimAsync("vm-0", "web", IpFamily.IPv4).AsTask();
-        Assert.True(store.Committing.Wait(TimeSpan.FromSeconds(10)));
+        await using var held = HeldFirstCommit.Start();
+        var (gate, store, allocator, first) = (held.Gate, held.Store, held.Allocator, held.First);
 
         using var applied = new ManualResetEventSlim();
         allocator.LeasesChanged += changes =>
@@ -333,11 +327,8 @@ public class DurableAllocatorTests
     {
         // A slow fsync holds a group; the creates behind it must still be applied (their routes sent),
         // well past the 4,096 of a group that used to stop them.
-        using var gate = new ManualResetEventSlim();
-        var store = new FailingStore { Gate = gate };
-        await using var allocator = DurableAllocator.Open(TestPools.Small(), store);
-        var first = allocator.ClaimAsync("vm-0", "web", IpFamily.IPv6).AsTask();
-        Assert.True(store.Committing.Wait(TimeSpan.FromSeconds(10)));
+        await using var held = HeldFirstCommit.Start(IpFamily.IPv6);
+        var (gate, allocator, first) = (held.Gate, held.Allocator, held.First);
         var applied = 0;
         using var allApplied = new ManualResetEventSlim();
         allocator.LeasesChanged += changes =>
@@ -367,11 +358,8 @@ public class DurableAllocatorTests
     [Fact]
     public async Task FullGroupsWaitingBehindAHeldCommitAllCommitInOrder()
     {
-        using var gate = new ManualResetEventSlim();
-        var store = new FailingStore { Gate = gate };
-        await using var allocator = DurableAllocator.Open(TestPools.Small(), store, new DurableAllocatorOptions { MaxGroupSize = 8 });
-        var first = allocator.ClaimAsync("vm-0", "web", IpFamily.IPv4).AsTask();
-        Assert.True(store.Committing.Wait(TimeSpan.FromSeconds(10)));
+        await using var held = HeldFirstCommit.Start(options: new DurableAllocatorOptions { MaxGroupSize = 8 });
+        var (gate, store, allocator, first) = (held.Gate, held.Store, held.Allocator, held.First);
         var rest = Enumerable.Range(1, 100).Select(i => allocator.ClaimAsync($"vm-{i}", "web", IpFamily.IPv4).AsTask()).ToList();
 
         gate.Set();
@@ -432,4 +420,39 @@ public class DurableAllocatorTests
     }
 
     private static void OnCompletion(ValueTask<ClaimResult> claim, Action continuation) => claim.GetAwaiter().UnsafeOnCompleted(continuation);
+
+    /// <summary>
+    /// An allocator over a store whose first commit, vm-0's claim, is under way and held until
+    /// <see cref="Gate"/> is set (a slow fsync, or a group the committer is busy with).
+    /// </summary>
+    private sealed class HeldFirstCommit : IAsyncDisposable
+    {
+        private HeldFirstCommit(IpFamily family, DurableAllocatorOptions? options)
+        {
+            Store = new FailingStore { Gate = Gate };
+            Allocator = DurableAllocator.Open(TestPools.Small(), Store, options);
+            First = Allocator.ClaimAsync("vm-0", "web", family).AsTask();
+        }
+
+        public ManualResetEventSlim Gate { get; } = new();
+
+        public FailingStore Store { get; }
+
+        public DurableAllocator Allocator { get; }
+
+        public Task<ClaimResult> First { get; }
+
+        public static HeldFirstCommit Start(IpFamily family = IpFamily.IPv4, DurableAllocatorOptions? options = null)
+        {
+            var held = new HeldFirstCommit(family, options);
+            Assert.True(held.Store.Committing.Wait(TimeSpan.FromSeconds(10)));
+            return held;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Allocator.DisposeAsync();
+            Gate.Dispose();
+        }
+    }
 }
