@@ -208,7 +208,7 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
     /// </summary>
     private ReadOnlySpan<OutgoingReply> GroupedByDestination(ReadOnlySpan<OutgoingReply> replies)
     {
-        if (replies.Length < 3 || replies.Length > ushort.MaxValue)
+        if (replies.Length < 3)
         {
             return replies;
         }
@@ -226,7 +226,7 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
         {
             var hash = i == 0 ? firstHash : HashOf(in replies[i]);
             mixed |= hash != firstHash;
-            keys[i] = ((long)(uint)hash << 16) | (uint)i;
+            keys[i] = ((long)hash << 32) | (uint)i; // the hash groups, the position keeps each group's order
         }
 
         if (!mixed)
@@ -237,7 +237,7 @@ internal sealed unsafe partial class DatagramBatch : IDisposable
         keys.Sort();
         for (var i = 0; i < keys.Length; i++)
         {
-            _grouped[i] = replies[(int)(keys[i] & 0xFFFF)];
+            _grouped[i] = replies[(int)(uint)keys[i]];
         }
 
         return _grouped.AsSpan(0, replies.Length);
