@@ -137,7 +137,7 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
         Started = DateTimeOffset.UtcNow;
         Parts = (_allocator, _speaker, manager, _hooks);
-        Log.Started(_log, configuration.StorePath, restored, _hooks?.LocalEndPoint.ToString() ?? "off");
+        Log.Started(_log, configuration.StorePath, restored, _hooks?.LocalEndPoint.ToString() ?? "off", _allocator.SizedForLeases, _speaker.LocRib.Capacity);
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
@@ -181,8 +181,9 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
 
     private static partial class Log
     {
-        [LoggerMessage(1, LogLevel.Information, "shadownetd started: store {Store}, {Restored} live instance routes re-announced, UDP hooks on {Hooks}")]
-        public static partial void Started(ILogger logger, string store, int restored, string hooks);
+        [LoggerMessage(1, LogLevel.Information, "shadownetd started: store {Store}, {Restored} live instance routes re-announced, UDP hooks on {Hooks}; "
+            + "tables sized for {Leases} leases, Loc-RIB for {Routes} routes")]
+        public static partial void Started(ILogger logger, string store, int restored, string hooks, int leases, int routes);
 
         [LoggerMessage(2, LogLevel.Information, "shadownetd stopped: sessions closed, store flushed")]
         public static partial void Stopped(ILogger logger);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -137,6 +138,34 @@ public class DaemonTests
         var (exit, stderr) = await RunToExitAsync(file);
         Assert.Equal(3, exit);
         Assert.Contains($"state store '{store}' is not a database", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TheLocRibIsSizedForAsManyRoutesAsTheAllocatorsTablesHoldLeases()
+    {
+        using var folder = new TempDirectory("daemon-sizing");
+        var config = Config(folder.File("state.db"), TestPorts.Next(), FreeUdpPort());
+        config["store"]!["expectedLeases"] = 300;
+        var file = folder.File("shadownetd.json");
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+
+        var (daemon, output) = StartCollectingOutput(file);
+        using (daemon)
+        {
+            try
+            {
+                await Eventually.WaitAsync(() => Task.FromResult(output()), o => o.Contains("shadownetd started", StringComparison.Ordinal), Patience);
+                var sizing = System.Text.RegularExpressions.Regex.Match(output(), @"tables sized for (\d+) leases, Loc-RIB for (\d+) routes");
+                Assert.True(sizing.Success, output());
+                Assert.Equal(300, int.Parse(sizing.Groups[1].Value, CultureInfo.InvariantCulture));
+                Assert.InRange(int.Parse(sizing.Groups[2].Value, CultureInfo.InvariantCulture), 300, 400); // a prime at least as large
+            }
+            finally
+            {
+                daemon.Kill();
+                await daemon.WaitForExitAsync();
+            }
+        }
     }
 
     [Fact]

@@ -26,7 +26,7 @@ public sealed class LocRib(int expectedRoutes = 0)
     }
 
     /// <summary>Routes the table holds before it grows.</summary>
-    internal int Capacity
+    public int Capacity
     {
         get
         {
