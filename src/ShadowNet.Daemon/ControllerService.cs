@@ -62,6 +62,7 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             SqliteAllocationStore.Open(configuration.StorePath, configuration.StoreSync),
             new DurableAllocatorOptions { ExpectedLeases = configuration.ExpectedLeases });
         _allocator.LeasesOutgrewSizing += (leases, sized) => Log.LeasesOutgrewSizing(_log, leases, sized);
+        _allocator.StoreFailed += failure => Log.StoreFailed(_log, failure.Message);
         // Every originated route is a lease's (staged or active): the Loc-RIB is sized as the allocator's
         // tables were (store:expectedLeases, or the default, capped by what the pools hold).
         configuration.Bgp.ExpectedRoutes = _allocator.SizedForLeases;
@@ -194,5 +195,9 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         [LoggerMessage(4, LogLevel.Warning, "{Leases} leases are held, more than the {Sized} the tables were sized for (store:expectedLeases): "
             + "they now grow while serving, a pause of milliseconds each time. Set store:expectedLeases to the most leases expected (reserved, active and cooling)")]
         public static partial void LeasesOutgrewSizing(ILogger logger, int leases, int sized);
+
+        [LoggerMessage(5, LogLevel.Critical, "{Failure}. Creates and deletes are refused (hook status unavailable, gRPC Unavailable); "
+            + "the routes of live instances stay announced. Fix the cause (disk full, I/O error) and restart shadownetd: it reloads what was acknowledged")]
+        public static partial void StoreFailed(ILogger logger, string failure);
     }
 }

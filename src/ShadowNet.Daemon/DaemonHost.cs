@@ -34,7 +34,11 @@ public static class DaemonHost
             web.Configuration.AddConfiguration(settings);
             AddController(web.Services, configuration);
             logging?.Invoke(web.Logging);
-            web.Services.AddGrpc(o => o.MaxReceiveMessageSize = 1 << 20);
+            web.Services.AddGrpc(o =>
+            {
+                o.MaxReceiveMessageSize = 1 << 20;
+                o.Interceptors.Add<StoreFailureInterceptor>();
+            });
             web.WebHost.ConfigureKestrel(kestrel =>
             {
                 kestrel.Limits.MaxConcurrentConnections = 1024;

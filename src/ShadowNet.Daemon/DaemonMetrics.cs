@@ -24,6 +24,8 @@ internal sealed class DaemonMetrics : IDisposable
         var maintenance = _meter.CreateHistogram("shadownet.store.maintenance.duration", "s", "Time the store's housekeeping (WAL checkpoint) held the writer",
             tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1] });
         allocator.Maintained += duration => maintenance.Record(duration.TotalSeconds);
+        _meter.CreateObservableGauge("shadownet.store.failed", () => allocator.Failure is null ? 0 : 1, "1",
+            "1 once the state store has failed (a commit or its housekeeping): creates and deletes are refused until a restart");
         _meter.CreateObservableGauge("shadownet.bgp.session.established", () => speaker.Peers.Select(p =>
             new Measurement<int>(p.State == BgpSessionState.Established ? 1 : 0, Peer(p))), "{session}", "1 while the BGP session with the peer is established");
         _meter.CreateObservableCounter("shadownet.bgp.prefixes.advertised", () => speaker.Peers.Select(p =>

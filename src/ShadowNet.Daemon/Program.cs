@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using ShadowNet.Controller.State;
@@ -29,6 +30,11 @@ catch (Exception e) when (e is FileNotFoundException or InvalidDataException or 
 }
 
 var host = DaemonHost.Build(configuration, settings);
+
+// A file-size limit (RLIMIT_FSIZE, systemd's LimitFSIZE=) reached by the store would kill the daemon with
+// SIGXFSZ and take every route down with it; with the signal handled, the write fails instead, and the
+// store's failure is reported and served around like any other (shadownet.store.failed).
+using var fileSizeLimit = OperatingSystem.IsLinux() ? PosixSignalRegistration.Create((PosixSignal)25, signal => signal.Cancel = true) : null;
 
 try
 {

@@ -141,6 +141,106 @@ public class DaemonTests
     }
 
     [Fact]
+    public async Task AStoreThatFailsWhileServingIsReportedRefusesChangesKeepsRoutesAndLosesNothingAcknowledged()
+    {
+        using var folder = new TempDirectory("daemon-store-fails");
+        var udpPort = FreeUdpPort();
+        var grpcPort = TestPorts.Next();
+        var metricsPort = TestPorts.Next();
+        var config = Config(folder.File("state.db"), TestPorts.Next(), udpPort);
+        config["grpc"] = new JsonObject { ["listen"] = $"127.0.0.1:{grpcPort}" };
+        config["metrics"] = new JsonObject { ["listen"] = $"127.0.0.1:{metricsPort}" };
+        var file = folder.File("shadownetd.json");
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress($"http://127.0.0.1:{grpcPort}");
+        var api = new ShadowNet.Api.V1.Controller.ControllerClient(channel);
+        using var client = new HookClient(new IPEndPoint(IPAddress.Loopback, udpPort), 1, Convert.FromHexString(KeyHex), 1_000) { MaxAttempts = 12 };
+        var acknowledged = new List<string>();
+
+        var (daemon, output) = StartCollectingOutput(file);
+        using (daemon)
+        {
+            try
+            {
+                Assert.Equal(HookStatus.Miss, (await client.CreateAsync("vm-0", "web", IpFamily.IPv4, null)).Status);
+                acknowledged.Add("vm-0");
+
+                // The store's files may not grow from here (as on a full disk): the first commit or
+                // checkpoint that needs another page fails. Bounded: 200 creates at most.
+                using (var limit = Process.Start("prlimit", $"--pid {daemon.Id} --fsize=0"))
+                {
+                    await limit.WaitForExitAsync();
+                    Assert.Equal(0, limit.ExitCode);
+                }
+
+                var status = HookStatus.Miss;
+                for (var i = 1; i < 200 && status != HookStatus.Unavailable; i++)
+                {
+                    status = (await client.CreateAsync($"vm-{i}", "web", IpFamily.IPv4, null)).Status;
+                    if (status == HookStatus.Miss)
+                    {
+                        acknowledged.Add($"vm-{i}");
+                    }
+                }
+
+                Assert.Equal(HookStatus.Unavailable, status);
+                Assert.False(daemon.HasExited);
+
+                // Refused over both hooks, with the reason; reported in the status, the metrics and the log (once).
+                Assert.Equal(HookStatus.Unavailable, (await client.CreateAsync("vm-late", "web", IpFamily.IPv4, null)).Status);
+                Assert.Equal(HookStatus.Unavailable, (await client.DeleteAsync("vm-0", "web", IpFamily.IPv4)).Status);
+                var refused = await Assert.ThrowsAsync<Grpc.Core.RpcException>(async () =>
+                    await api.CreateInstanceAsync(new ShadowNet.Api.V1.CreateInstanceRequest { Instance = "vm-grpc", Application = "web" }));
+                Assert.Equal(Grpc.Core.StatusCode.Unavailable, refused.StatusCode);
+                Assert.Contains("state store has failed", refused.Status.Detail, StringComparison.Ordinal);
+                var unreadable = await Assert.ThrowsAsync<Grpc.Core.RpcException>(async () =>
+                    await api.ListAllocationsAsync(new ShadowNet.Api.V1.ListAllocationsRequest()));
+                Assert.Equal(Grpc.Core.StatusCode.Unavailable, unreadable.StatusCode);
+                Assert.Contains("failed to commit", unreadable.Status.Detail, StringComparison.Ordinal);
+                var failure = (await api.GetStatusAsync(new ShadowNet.Api.V1.GetStatusRequest())).StoreFailure;
+                Assert.Contains($"state store '{folder.File("state.db")}' failed", failure, StringComparison.Ordinal);
+                using var http = new HttpClient();
+                Assert.Matches(@"\nshadownet_store_failed\{[^}]*\} 1\n", await http.GetStringAsync($"http://127.0.0.1:{metricsPort}/metrics"));
+                await Eventually.WaitAsync(() => Task.FromResult(output()), o => o.Contains("Creates and deletes are refused", StringComparison.Ordinal), Patience);
+                Assert.Single(output().Split('\n'), l => l.Contains("Creates and deletes are refused", StringComparison.Ordinal));
+
+                // The routes of the acknowledged instances stay announced.
+                var routes = (await api.ListRoutesAsync(new ShadowNet.Api.V1.ListRoutesRequest())).Routes;
+                Assert.Equal(acknowledged.Count, routes.Count(r => r.State == "active"));
+            }
+            finally
+            {
+                daemon.Kill();
+                await daemon.WaitForExitAsync();
+            }
+        }
+
+        // Restarted (the disk "fixed"): every acknowledged create is there, and the store works again.
+        using var restarted = Start(file);
+        try
+        {
+            var allocations = await Eventually.WaitAsync(async () =>
+            {
+                try
+                {
+                    return (await api.ListAllocationsAsync(new ShadowNet.Api.V1.ListAllocationsRequest())).Allocations;
+                }
+                catch (Grpc.Core.RpcException)
+                {
+                    return null;
+                }
+            }, a => a is not null, Patience);
+            Assert.Equal(acknowledged.Order(), allocations!.Where(a => a.State == "active").Select(a => a.Instance).Order());
+            Assert.Equal(HookStatus.Miss, (await client.CreateAsync("vm-after", "web", IpFamily.IPv4, null)).Status);
+        }
+        finally
+        {
+            restarted.Kill();
+            await restarted.WaitForExitAsync();
+        }
+    }
+
+    [Fact]
     public async Task TheLocRibIsSizedForAsManyRoutesAsTheAllocatorsTablesHoldLeases()
     {
         using var folder = new TempDirectory("daemon-sizing");

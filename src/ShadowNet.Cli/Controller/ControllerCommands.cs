@@ -36,6 +36,7 @@ internal static class ControllerCommands
                 ["version", reply.Version],
                 ["started", reply.Started?.ToDateTimeOffset().ToString("u") ?? ""],
                 ["store", reply.Store],
+                ["store state", reply.StoreFailure.Length > 0 ? $"FAILED: {reply.StoreFailure}" : "ok"],
                 ["acknowledged operations", reply.AcknowledgedOperations.ToString()],
                 ["BGP peers established", $"{reply.PeersEstablished} of {reply.Peers}"],
                 ["active routes", reply.ActiveRoutes.ToString()],

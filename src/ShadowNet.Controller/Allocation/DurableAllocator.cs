@@ -193,6 +193,15 @@ public sealed class DurableAllocator : IAsyncDisposable
     public event Action<TimeSpan>? Maintained;
 
     /// <summary>
+    /// Raised once, on the committer thread, when the store first fails (a commit or its housekeeping):
+    /// from then on every operation fails with <see cref="Failure"/>, and nothing more is acknowledged.
+    /// </summary>
+    public event Action<StateStoreException>? StoreFailed;
+
+    /// <summary>Why the allocator stopped taking operations: the store's failure, naming it; null while it works.</summary>
+    public StateStoreException? Failure => _fault is { } fault ? Faulted(fault) : null;
+
+    /// <summary>
     /// Loads the store, rebuilds the allocator and checks its invariants, then starts the writer. A store
     /// whose content cannot be right for these pools is a <see cref="StateStoreException"/> naming it.
     /// The allocator owns the store from here on and disposes it.
@@ -662,7 +671,7 @@ public sealed class DurableAllocator : IAsyncDisposable
             }
             catch (Exception e)
             {
-                _fault = e;
+                Fail(e);
             }
         }
 
@@ -807,7 +816,26 @@ public sealed class DurableAllocator : IAsyncDisposable
         catch (Exception e)
         {
             // Housekeeping failing means the store is failing: stop before acknowledging anything else.
-            _fault = e;
+            Fail(e);
+        }
+    }
+
+    /// <summary>Stops the allocator for the store's failure (on the committer thread, the store's only user).</summary>
+    private void Fail(Exception cause)
+    {
+        if (_fault is not null)
+        {
+            return;
+        }
+
+        _fault = cause;
+        try
+        {
+            StoreFailed?.Invoke(Faulted(cause));
+        }
+        catch (Exception)
+        {
+            // A subscriber's failure must not hide the store's.
         }
     }
 

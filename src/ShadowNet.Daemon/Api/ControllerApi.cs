@@ -122,8 +122,13 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
             reply.Routes.Add(route);
         }
 
-        reply.Held = await parts.Allocator.ReadAsync(
-            a => a.Leases.Count(l => l.State == LeaseState.Reserved && !parts.Manager.IsCommunityStaged(l.Address)), context.CancellationToken);
+        // A failed store takes the allocator's reads with it, not the list of what is still announced.
+        if (parts.Allocator.Failure is null)
+        {
+            reply.Held = await parts.Allocator.ReadAsync(
+                a => a.Leases.Count(l => l.State == LeaseState.Reserved && !parts.Manager.IsCommunityStaged(l.Address)), context.CancellationToken);
+        }
+
         return reply;
     }
 
@@ -186,6 +191,7 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
             PeersEstablished = parts.Speaker.Peers.Count(p => p.State == BgpSessionState.Established),
             ActiveRoutes = parts.Speaker.LocRib.Count,
             UdpHooks = parts.Hooks?.LocalEndPoint.ToString() ?? "",
+            StoreFailure = parts.Allocator.Failure?.Message ?? "",
         });
     }
 

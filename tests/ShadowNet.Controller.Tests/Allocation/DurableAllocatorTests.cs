@@ -213,13 +213,21 @@ public class DurableAllocatorTests
     {
         var store = new FailingStore();
         await using var allocator = DurableAllocator.Open(TestPools.Small(), store);
+        var failures = new System.Collections.Concurrent.ConcurrentQueue<StateStoreException>();
+        allocator.StoreFailed += failures.Enqueue;
         Assert.Equal(ClaimStatus.Miss, (await allocator.ClaimAsync("vm-0", "web", IpFamily.IPv4)).Status);
+        Assert.Null(allocator.Failure);
         store.Fail = true;
         var error = await Assert.ThrowsAsync<StateStoreException>(() => allocator.ClaimAsync("vm-1", "web", IpFamily.IPv4).AsTask());
         Assert.Contains("state store 'memory' failed to commit", error.Message, StringComparison.Ordinal);
         store.Fail = false;
         await Assert.ThrowsAsync<StateStoreException>(() => allocator.ClaimAsync("vm-2", "web", IpFamily.IPv4).AsTask());
         Assert.Equal(1, store.Committed);
+
+        // Reported once, with the store's cause, and kept for whoever asks later.
+        var reported = Assert.Single(failures);
+        Assert.Contains("disk full", reported.Message, StringComparison.Ordinal);
+        Assert.Equal(reported.Message, allocator.Failure?.Message);
     }
 
     [Fact]
