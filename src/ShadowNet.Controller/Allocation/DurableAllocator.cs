@@ -84,6 +84,7 @@ public sealed class DurableAllocator : IAsyncDisposable
     private long _commits;
     private long _acknowledged;
     private volatile Exception? _fault;
+    private volatile StateStoreException? _failure;
     // Pool usage for other threads, written in place under a sequence count (odd while it is being
     // written): refreshing it after a batch allocates nothing; a reader copies it and retries if it changed.
     private PoolUsage[] _poolUsage = [];
@@ -199,7 +200,7 @@ public sealed class DurableAllocator : IAsyncDisposable
     public event Action<StateStoreException>? StoreFailed;
 
     /// <summary>Why the allocator stopped taking operations: the store's failure, naming it; null while it works.</summary>
-    public StateStoreException? Failure => _fault is { } fault ? Faulted(fault) : null;
+    public StateStoreException? Failure => _failure;
 
     /// <summary>
     /// Loads the store, rebuilds the allocator and checks its invariants, then starts the writer. A store
@@ -828,10 +829,11 @@ public sealed class DurableAllocator : IAsyncDisposable
             return;
         }
 
+        _failure = Faulted(cause);
         _fault = cause;
         try
         {
-            StoreFailed?.Invoke(Faulted(cause));
+            StoreFailed?.Invoke(_failure);
         }
         catch (Exception)
         {
