@@ -1,3 +1,4 @@
+using System.Net;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using ShadowNet.Bgp.Sessions;
@@ -138,6 +139,11 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
         Started = DateTimeOffset.UtcNow;
         Parts = (_allocator, _speaker, manager, _hooks);
+        if (configuration.GrpcListen is { EndPoint: { } grpc, Tls.ClientAuthorities: null } && !IPAddress.IsLoopback(grpc.Address))
+        {
+            Log.GrpcOpenToAnyone(_log, grpc.ToString());
+        }
+
         Log.Started(_log, configuration.StorePath, restored, _hooks?.LocalEndPoint.ToString() ?? "off", _allocator.SizedForLeases, _speaker.LocRib.Capacity);
     }
 
@@ -199,5 +205,9 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         [LoggerMessage(5, LogLevel.Critical, "{Failure}. Creates and deletes are refused (hook status unavailable, gRPC Unavailable); "
             + "the routes of live instances stay announced. Fix the cause (disk full, I/O error) and restart shadownetd: it reloads what was acknowledged")]
         public static partial void StoreFailed(ILogger logger, string failure);
+
+        [LoggerMessage(6, LogLevel.Warning, "the gRPC API on {EndPoint} takes calls from anyone who can reach it, creates and deletes included: "
+            + "require client certificates (grpc:tls with clientCa), or listen on loopback or a Unix socket")]
+        public static partial void GrpcOpenToAnyone(ILogger logger, string endPoint);
     }
 }

@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -29,8 +30,13 @@ public static class DaemonHost
     {
         if (configuration.GrpcListen is { } grpc)
         {
-            // The gRPC API needs Kestrel (HTTP/2 without TLS: loopback or a Unix socket; see the README).
+            // The gRPC API needs Kestrel: HTTP/2, with TLS (and client certificates) if grpc:tls is set.
             var web = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = HostArguments });
+            if (grpc.Tls is not null)
+            {
+                web.WebHost.UseKestrelHttpsConfiguration();
+            }
+
             web.Configuration.AddConfiguration(settings);
             AddController(web.Services, configuration);
             logging?.Invoke(web.Logging);
@@ -42,13 +48,27 @@ public static class DaemonHost
             web.WebHost.ConfigureKestrel(kestrel =>
             {
                 kestrel.Limits.MaxConcurrentConnections = 1024;
+                void Http2(ListenOptions listen)
+                {
+                    listen.Protocols = HttpProtocols.Http2;
+                    if (grpc.Tls is { } tls)
+                    {
+                        listen.UseHttps(new HttpsConnectionAdapterOptions
+                        {
+                            ServerCertificate = tls.Certificate,
+                            ClientCertificateMode = tls.ClientAuthorities is null ? ClientCertificateMode.NoCertificate : ClientCertificateMode.RequireCertificate,
+                            ClientCertificateValidation = tls.ClientAuthorities is { } authorities ? (certificate, _, _) => TlsTrust.IsClientOf(certificate, authorities) : null,
+                        });
+                    }
+                }
+
                 if (grpc.UnixSocket is { } socket)
                 {
-                    kestrel.ListenUnixSocket(socket, o => o.Protocols = HttpProtocols.Http2);
+                    kestrel.ListenUnixSocket(socket, Http2);
                 }
                 else
                 {
-                    kestrel.Listen(grpc.EndPoint!, o => o.Protocols = HttpProtocols.Http2);
+                    kestrel.Listen(grpc.EndPoint!, Http2);
                 }
             });
             var app = web.Build();

@@ -1,11 +1,15 @@
 using System.CommandLine;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
 using ShadowNet.Addressing;
 using ShadowNet.Api.V1;
+using ShadowNet.Daemon.Api;
 using ShadowNet.Hooks.Udp;
 using ControllerClient = ShadowNet.Api.V1.Controller.ControllerClient;
 
@@ -19,14 +23,28 @@ internal static class ControllerCommands
 {
     private static readonly Option<string> Server = new("--server")
     {
-        Description = "shadownetd's gRPC address: http://HOST:PORT or unix:PATH (default: $SHADOWNET_SERVER or http://127.0.0.1:50051)",
+        Description = "shadownetd's gRPC address: http://HOST:PORT, https://HOST:PORT or unix:PATH (default: $SHADOWNET_SERVER or http://127.0.0.1:50051)",
         DefaultValueFactory = _ => Environment.GetEnvironmentVariable("SHADOWNET_SERVER") is { Length: > 0 } server ? server : "http://127.0.0.1:50051",
         Recursive = true,
     };
 
     private static readonly Option<bool> Json = new("--json") { Description = "Print JSON instead of a table", Recursive = true };
 
-    public static IEnumerable<Option> GlobalOptions => [Server, Json];
+    private static readonly Option<string?> Authority = new("--ca")
+    {
+        Description = "https: trust the daemon's certificate only if this CA (a PEM file) issued it, instead of the system's authorities",
+        Recursive = true,
+    };
+
+    private static readonly Option<string?> Certificate = new("--cert")
+    {
+        Description = "https: present this client certificate (PEM), for a daemon with grpc:tls:clientCa; with --key",
+        Recursive = true,
+    };
+
+    private static readonly Option<string?> Key = new("--key") { Description = "The private key (PEM) of --cert", Recursive = true };
+
+    public static IEnumerable<Option> GlobalOptions => [Server, Json, Authority, Certificate, Key];
 
     public static IEnumerable<Command> Create() =>
     [
@@ -213,7 +231,7 @@ internal static class ControllerCommands
         var server = parse.GetValue(Server)!;
         try
         {
-            using var channel = Connect(server);
+            using var channel = Connect(server, Tls(parse));
             await call(new ControllerClient(channel));
             return 0;
         }
@@ -229,13 +247,50 @@ internal static class ControllerCommands
         }
     }
 
-    private static GrpcChannel Connect(string server)
+    /// <summary>The TLS settings of --ca, --cert and --key (for an https server).</summary>
+    private static SslClientAuthenticationOptions Tls(ParseResult parse)
+    {
+        var options = new SslClientAuthenticationOptions();
+        if (parse.GetValue(Authority) is { } authorityFile)
+        {
+            var authorities = new X509Certificate2Collection();
+            try
+            {
+                authorities.ImportFromPemFile(authorityFile);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException)
+            {
+                throw new UsageException($"--ca: cannot read certificates from '{authorityFile}': {e.Message}");
+            }
+
+            // The name must match as usual; the chain must end at the given CA rather than the system's.
+            options.RemoteCertificateValidationCallback = (_, certificate, _, errors) => certificate is X509Certificate2 server
+                && (errors & ~SslPolicyErrors.RemoteCertificateChainErrors) == SslPolicyErrors.None && TlsTrust.IsServerOf(server, authorities);
+        }
+
+        if (parse.GetValue(Certificate) is { } certificateFile)
+        {
+            var keyFile = parse.GetValue(Key) ?? throw new UsageException("--cert needs --key (the certificate's private key)");
+            try
+            {
+                options.ClientCertificates = [X509Certificate2.CreateFromPemFile(certificateFile, keyFile)];
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
+            {
+                throw new UsageException($"--cert, --key: cannot read a certificate and its key from '{certificateFile}' and '{keyFile}': {e.Message}");
+            }
+        }
+
+        return options;
+    }
+
+    private static GrpcChannel Connect(string server, SslClientAuthenticationOptions tls)
     {
         if (!server.StartsWith("unix:", StringComparison.Ordinal))
         {
             return Uri.TryCreate(server, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https"
-                ? GrpcChannel.ForAddress(uri)
-                : throw new UsageException($"--server: '{server}' is not http://HOST:PORT or unix:PATH");
+                ? GrpcChannel.ForAddress(uri, new GrpcChannelOptions { HttpHandler = new SocketsHttpHandler { SslOptions = tls } })
+                : throw new UsageException($"--server: '{server}' is not http://HOST:PORT, https://HOST:PORT or unix:PATH");
         }
 
         var path = server["unix:".Length..];

@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Numerics;
 using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Configuration;
 using ShadowNet.Addressing;
 using ShadowNet.Addressing.Allocation;
@@ -22,8 +24,14 @@ public sealed class ConfigurationException(string key, string problem) : Excepti
     public string Key { get; } = key;
 }
 
-/// <summary>A TCP end point or a Unix socket path.</summary>
-public sealed record GrpcListen(IPEndPoint? EndPoint, string? UnixSocket);
+/// <summary>A TCP end point or a Unix socket path, with TLS if configured.</summary>
+public sealed record GrpcListen(IPEndPoint? EndPoint, string? UnixSocket, GrpcTls? Tls = null);
+
+/// <summary>
+/// TLS for the gRPC API (<c>grpc:tls</c>): the server's certificate with its key and, for mutual TLS, the
+/// authorities whose certificates callers must present (<c>clientCa</c>; null: any caller may connect).
+/// </summary>
+public sealed record GrpcTls(X509Certificate2 Certificate, X509Certificate2Collection? ClientAuthorities);
 
 /// <summary>
 /// Everything shadownetd needs, read from the merged configuration (JSON file, SHADOWNET_ environment
@@ -158,8 +166,10 @@ public sealed record DaemonConfiguration
             UdpHooks = ReadUdpHooks(configuration.GetSection("hooks:udp")),
             GrpcListen = configuration["grpc:listen"] is { } grpc
                 ? grpc.StartsWith("unix:", StringComparison.Ordinal)
-                    ? new GrpcListen(null, grpc["unix:".Length..] is { Length: > 0 } socket ? socket : throw new ConfigurationException("grpc:listen", "'unix:' needs a socket path"))
-                    : new GrpcListen(EndPoint("grpc:listen", grpc), null)
+                    ? configuration.GetSection("grpc:tls").Exists()
+                        ? throw new ConfigurationException("grpc:tls", "is for a TCP address; a Unix socket's file permissions say who may call")
+                        : new GrpcListen(null, grpc["unix:".Length..] is { Length: > 0 } socket ? socket : throw new ConfigurationException("grpc:listen", "'unix:' needs a socket path"))
+                    : new GrpcListen(EndPoint("grpc:listen", grpc), null, ReadGrpcTls(configuration.GetSection("grpc:tls")))
                 : null,
             Prediction = ReadPrediction(configuration.GetSection("prediction")),
             MissLogPath = configuration["events:missLog"] is { Length: > 0 } missLog ? missLog : null,
@@ -433,6 +443,68 @@ public sealed record DaemonConfiguration
             InlineBatchLimit = (int)OptionalUInt(udp, "inlineBatch", 0, 1024, 16),
             InlineRateLimit = (int)OptionalUInt(udp, "inlineRate", 0, 10_000_000, 30_000),
         };
+    }
+
+    private static GrpcTls? ReadGrpcTls(IConfigurationSection tls)
+    {
+        if (!tls.Exists())
+        {
+            return null;
+        }
+
+        var certificatePath = ReadableFile(tls, "certificate");
+        var keyPath = ReadableFile(tls, "key");
+        X509Certificate2 certificate;
+        try
+        {
+            certificate = X509Certificate2.CreateFromPemFile(certificatePath, keyPath);
+        }
+        catch (Exception e) when (e is CryptographicException or ArgumentException) // ArgumentException: the key is another certificate's
+        {
+            throw new ConfigurationException($"{tls.Path}:certificate",
+                $"'{certificatePath}' and '{keyPath}' ({tls.Path}:key) are not a PEM certificate and its private key: {e.Message}");
+        }
+
+        if (certificate.NotAfter < DateTime.Now)
+        {
+            throw new ConfigurationException($"{tls.Path}:certificate", $"'{certificatePath}' expired on {certificate.NotAfter:u}");
+        }
+
+        X509Certificate2Collection? authorities = null;
+        if (tls["clientCa"] is not null)
+        {
+            var authoritiesPath = ReadableFile(tls, "clientCa");
+            authorities = [];
+            try
+            {
+                authorities.ImportFromPemFile(authoritiesPath);
+            }
+            catch (CryptographicException e)
+            {
+                throw new ConfigurationException($"{tls.Path}:clientCa", $"'{authoritiesPath}' is not PEM certificates: {e.Message}");
+            }
+
+            if (authorities.Count == 0)
+            {
+                throw new ConfigurationException($"{tls.Path}:clientCa", $"'{authoritiesPath}' holds no certificate");
+            }
+        }
+
+        return new GrpcTls(certificate, authorities);
+    }
+
+    private static string ReadableFile(IConfigurationSection section, string name)
+    {
+        var path = section[name] is { Length: > 0 } value ? value : throw new ConfigurationException($"{section.Path}:{name}", "missing");
+        try
+        {
+            using var file = File.OpenRead(path);
+            return path;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigurationException($"{section.Path}:{name}", $"cannot read '{path}': {e.Message}");
+        }
     }
 
     private static IPEndPoint EndPoint(string key, string? text) =>
