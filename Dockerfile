@@ -42,5 +42,9 @@ USER $APP_UID
 VOLUME /var/lib/shadownet
 # 4790/udp hooks, 50051 gRPC, 9464 Prometheus /metrics, 1179 an unprivileged BGP listener (see above).
 EXPOSE 4790/udp 50051/tcp 9464/tcp 1179/tcp
+# Healthy while the daemon serves (grpc.health.v1: not while starting, nor once its store has failed).
+# It asks the gRPC API: give shadownetd a grpc:listen, at this socket unless SHADOWNET_SERVER says otherwise.
+ENV SHADOWNET_SERVER=unix:/var/lib/shadownet/grpc.sock
+HEALTHCHECK --interval=30s --timeout=15s --start-period=60s CMD ["shadownet", "health"]
 ENTRYPOINT ["dotnet", "/opt/shadownet/daemon/shadownetd.dll"]
 CMD ["--config", "/etc/shadownet/shadownetd.json"]

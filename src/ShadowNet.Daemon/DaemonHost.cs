@@ -45,6 +45,7 @@ public static class DaemonHost
                 o.MaxReceiveMessageSize = 1 << 20;
                 o.Interceptors.Add<StoreFailureInterceptor>();
             });
+            web.Services.AddGrpcHealthChecks().AddCheck<ControllerHealthCheck>("shadownetd");
             web.WebHost.ConfigureKestrel(kestrel =>
             {
                 kestrel.Limits.MaxConcurrentConnections = 1024;
@@ -73,6 +74,7 @@ public static class DaemonHost
             });
             var app = web.Build();
             app.MapGrpcService<ControllerApi>();
+            app.MapGrpcHealthChecksService();
             return app;
         }
 

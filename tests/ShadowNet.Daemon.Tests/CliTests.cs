@@ -28,6 +28,8 @@ public class CliTests
         {
             var status = await Eventually.WaitAsync(() => CliAsync("status", "--server", server), r => r.Exit == 0, Patience);
             Assert.True(status.Exit == 0, $"status never answered: {status.Stderr}");
+            var health = await CliAsync("health", "--server", server);
+            Assert.Equal((0, "serving\n"), (health.Exit, health.Stdout));
 
             var created = await CliAsync("hook", "create", "--instance", "vm-1", "--application", "web", "--host", "192.0.2.40", "--server", server);
             Assert.Equal((0, "vm-1 web 10.9.0.2 miss\n"), (created.Exit, created.Stdout));

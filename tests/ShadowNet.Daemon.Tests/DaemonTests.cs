@@ -164,6 +164,8 @@ public class DaemonTests
             {
                 Assert.Equal(HookStatus.Miss, (await client.CreateAsync("vm-0", "web", IpFamily.IPv4, null)).Status);
                 acknowledged.Add("vm-0");
+                var health = new Grpc.Health.V1.Health.HealthClient(channel);
+                Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, (await health.CheckAsync(new())).Status);
 
                 // The store's files may not grow from here (as on a full disk): the first commit or
                 // checkpoint that needs another page fails. Bounded: 200 creates at most.
@@ -203,6 +205,9 @@ public class DaemonTests
                 Assert.Matches(@"\nshadownet_store_failed\{[^}]*\} 1\n", await http.GetStringAsync($"http://127.0.0.1:{metricsPort}/metrics"));
                 await Eventually.WaitAsync(() => Task.FromResult(output()), o => o.Contains("Creates and deletes are refused", StringComparison.Ordinal), Patience);
                 Assert.Single(output().Split('\n'), l => l.Contains("Creates and deletes are refused", StringComparison.Ordinal));
+                Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.NotServing, (await health.CheckAsync(new())).Status);
+                var probe = await CliTests.CliAsync("health", "--server", $"http://127.0.0.1:{grpcPort}");
+                Assert.Equal((1, "not serving\n"), (probe.Exit, probe.Stdout));
 
                 // The routes of the acknowledged instances stay announced.
                 var routes = (await api.ListRoutesAsync(new ShadowNet.Api.V1.ListRoutesRequest())).Routes;

@@ -6,12 +6,14 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Google.Protobuf;
 using Grpc.Core;
+using Grpc.Health.V1;
 using Grpc.Net.Client;
 using ShadowNet.Addressing;
 using ShadowNet.Api.V1;
 using ShadowNet.Daemon.Api;
 using ShadowNet.Hooks.Udp;
 using ControllerClient = ShadowNet.Api.V1.Controller.ControllerClient;
+using HealthClient = Grpc.Health.V1.Health.HealthClient;
 
 namespace ShadowNet.Cli.Controller;
 
@@ -78,10 +80,32 @@ internal static class ControllerCommands
             reply => Table.Columns(["PREFIX", "NEXT HOP", "STATE", "COMMUNITIES"],
                 reply.Routes.Select(r => new[] { r.Prefix, r.NextHop, r.State, string.Join(' ', r.Communities) }))
                 + $"{reply.Held} reservations held (staged, not sent)\n"),
+        Health(),
         Hook(),
         ExportTrainingDataCommand.Create(),
         ReportMetricsCommand.Create(),
     ];
+
+    /// <summary>
+    /// The standard gRPC health check (grpc.health.v1): exit 0 when serving, 1 when not (starting,
+    /// stopping, or the store has failed; <c>status</c> says why) or unreachable. For container probes.
+    /// </summary>
+    private static Command Health()
+    {
+        var command = new Command("health", "Whether shadownetd serves (gRPC health check): exit 0 serving, 1 not or unreachable");
+        command.SetAction(async (parse, _) =>
+        {
+            var serving = false;
+            var reached = await RunAsync(parse, channel => new HealthClient(channel), async health =>
+            {
+                var status = (await health.CheckAsync(new HealthCheckRequest(), deadline: DateTime.UtcNow.AddSeconds(10))).Status;
+                serving = status == HealthCheckResponse.Types.ServingStatus.Serving;
+                Console.WriteLine(parse.GetValue(Json) ? JsonFormatter.Default.Format(new HealthCheckResponse { Status = status }) : serving ? "serving" : "not serving");
+            });
+            return reached != 0 ? reached : serving ? 0 : 1;
+        });
+        return command;
+    }
 
     private static Command Query<TReply>(string name, string description, Func<ControllerClient, Task<TReply>> call, Func<TReply, string> table)
         where TReply : IMessage
@@ -226,13 +250,16 @@ internal static class ControllerCommands
         }
     }
 
-    internal static async Task<int> RunAsync(ParseResult parse, Func<ControllerClient, Task> call)
+    internal static Task<int> RunAsync(ParseResult parse, Func<ControllerClient, Task> call) =>
+        RunAsync(parse, channel => new ControllerClient(channel), call);
+
+    private static async Task<int> RunAsync<TClient>(ParseResult parse, Func<GrpcChannel, TClient> client, Func<TClient, Task> call)
     {
         var server = parse.GetValue(Server)!;
         try
         {
             using var channel = Connect(server, Tls(parse));
-            await call(new ControllerClient(channel));
+            await call(client(channel));
             return 0;
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
