@@ -114,7 +114,9 @@ public sealed class HookServer : IAsyncDisposable
     private readonly Lock _outboxLock = new();
     private readonly Lock _sendLock = new();
     private readonly SemaphoreSlim _outboxReady = new(0);
-    private readonly System.Collections.Concurrent.ConcurrentBag<PendingReply> _pendingPool = [];
+    // Taken on the receiving thread, given back on the committer's: a queue (a ConcurrentBag would steal
+    // from the other thread's list under a lock on every take).
+    private readonly System.Collections.Concurrent.ConcurrentQueue<PendingReply> _pendingPool = new();
     private List<OutgoingReply> _outbox = new(1024);
     private List<OutgoingReply> _sending = new(1024);
     private bool _senderWaiting;
@@ -426,7 +428,7 @@ public sealed class HookServer : IAsyncDisposable
 
     private PendingReply RentPending(HookKind kind, ulong sequence, ushort keyId, Addressing.IpFamily family, ReadOnlySpan<byte> sender)
     {
-        if (!_pendingPool.TryTake(out var pending))
+        if (!_pendingPool.TryDequeue(out var pending))
         {
             pending = new PendingReply(this);
         }
@@ -520,7 +522,7 @@ public sealed class HookServer : IAsyncDisposable
 
             CountAnswered(0, _kind, outcome.Status);
             server.SendReply(reply, ((ReadOnlySpan<byte>)_sender)[.._senderLength]);
-            server._pendingPool.Add(this);
+            server._pendingPool.Enqueue(this);
         }
     }
 }
