@@ -41,6 +41,8 @@ namespace ShadowNet.Benchmarks.EndToEnd;
 /// BENCH_DUMP=FILE writes each open-loop create's send time, latency and send timestamp (CLOCK_MONOTONIC seconds, to line up
 /// with perf record -k CLOCK_MONOTONIC) to FILE.RUN (and FILE.RUN.wire with the wire probe), and
 /// BENCH_DAEMON_TC=0|1 sets the daemon's tiered compilation; BENCH_DAEMON_ENV="NAME=value;..." sets variables for the daemon alone.
+/// BENCH_ONLY=sustained runs one long closed loop from one host instead (BENCH_EVENTS, 3,000,000), reporting its rate
+/// per second too; give it BENCH_REUSE_DELAY=00:00:02 (the pool's reuse delay, an hour by default) or the /14 runs dry.
 /// </remarks>
 internal static class HooksToBird
 {
@@ -68,6 +70,14 @@ internal static class HooksToBird
             await using var lab = await Lab.StartAsync(daemon);
             var figures = new Dictionary<string, double>();
             // BENCH_ONLY=closed or open: only that loop of ShadowNet's (for profiling the daemon).
+            if (Environment.GetEnvironmentVariable("BENCH_ONLY") == "sustained")
+            {
+                await ShadowNetClosedLoopAsync(lab, SustainedEvents, ClosedWindow, 1, run, figures, sustained: true);
+                results.Add(figures);
+                Console.WriteLine($"run {run}: " + string.Join(", ", figures.Select(f => $"{f.Key} {f.Value:0.###}")));
+                continue;
+            }
+
             if (Environment.GetEnvironmentVariable("BENCH_ONLY") == "closed")
             {
                 await ShadowNetClosedLoopAsync(lab, 250_000, ClosedWindow, 1, run, figures);
@@ -207,10 +217,19 @@ internal static class HooksToBird
     /// <summary>Datagrams in flight at most in the closed loop (BENCH_WINDOW, for profiling; 1,024 by default).</summary>
     private static readonly int ClosedWindow = int.TryParse(Environment.GetEnvironmentVariable("BENCH_WINDOW"), out var w) && w > 0 ? w : 1024;
 
-    private static async Task ShadowNetClosedLoopAsync(Lab lab, int events, int window, int hosts, int run, Dictionary<string, double> figures)
+    /// <summary>Events in the sustained closed loop (BENCH_ONLY=sustained; BENCH_EVENTS, 3,000,000 by default: about 30 s at 100,000 a second).</summary>
+    private static readonly int SustainedEvents = int.TryParse(Environment.GetEnvironmentVariable("BENCH_EVENTS"), out var e) && e > 0 ? e : 3_000_000;
+
+    /// <param name="sustained">
+    /// A long loop: the acknowledgements are also counted per second (the slowest, median and fastest full
+    /// second), and BIRD is not waited for at the end, since addresses come back from their reuse delay
+    /// (BENCH_REUSE_DELAY) and an arrival can no longer be told from an earlier one of the same address.
+    /// </param>
+    private static async Task ShadowNetClosedLoopAsync(Lab lab, int events, int window, int hosts, int run, Dictionary<string, double> figures,
+        bool sustained = false)
     {
         using var load = new HookLoad(lab.HookEndPoint, events, hosts == 1 ? $"c{run}-" : $"f{run}-", window, hosts);
-        var loop = hosts == 1 ? "shadownet closed loop" : $"shadownet closed loop, {hosts} hosts";
+        var loop = sustained ? "shadownet sustained closed loop" : hosts == 1 ? "shadownet closed loop" : $"shadownet closed loop, {hosts} hosts";
         var cpuBefore = lab.DaemonCpuSeconds();
         var started = Stopwatch.GetTimestamp();
         for (var i = 0; i < events;)
@@ -225,6 +244,19 @@ internal static class HooksToBird
         await load.WaitForAcksAsync(TimeSpan.FromSeconds(10));
         var acked = Stopwatch.GetElapsedTime(started).TotalSeconds;
         var cpu = lab.DaemonCpuSeconds() - cpuBefore;
+        if (sustained)
+        {
+            var seconds = load.AcknowledgedPerSecond(started);
+            figures[$"{loop}: seconds"] = acked;
+            figures[$"{loop}: acknowledged events/s"] = load.Acknowledged / acked;
+            figures[$"{loop}: slowest second, events"] = seconds.Min();
+            figures[$"{loop}: median second, events"] = seconds.Order().ElementAt(seconds.Length / 2);
+            figures[$"{loop}: fastest second, events"] = seconds.Max();
+            figures[$"{loop}: events lost"] = events - load.Acknowledged;
+            figures[$"{loop}: daemon CPU us per event"] = cpu * 1e6 / load.Acknowledged;
+            return;
+        }
+
         // Until the instances still live are all in BIRD. An instance created and deleted within one pass
         // of the daemon's BGP writer is never sent (the Adj-RIB-Out coalesces): counted, not waited for.
         var created = load.CreatedAddresses();
@@ -375,6 +407,23 @@ internal static class HooksToBird
         public int Acknowledged => Volatile.Read(ref _acknowledged);
 
         public int Creates => _isCreate.Count(c => c);
+
+        /// <summary>Acknowledgements in each full second from <paramref name="started"/> (a Stopwatch timestamp) to the last one.</summary>
+        public int[] AcknowledgedPerSecond(long started)
+        {
+            var last = _acked.Max();
+            var seconds = new int[Math.Max(1, (int)((last - started) / Stopwatch.Frequency))];
+            foreach (var at in _acked)
+            {
+                var second = (int)((at - started) / Stopwatch.Frequency);
+                if (at != 0 && second < seconds.Length)
+                {
+                    seconds[second]++;
+                }
+            }
+
+            return seconds;
+        }
 
         /// <summary>Datagrams sent and replies taken per system call, as the daemon does.</summary>
         public const int Batch = 64;
@@ -693,7 +742,7 @@ internal static class HooksToBird
                   "store": { "path": "{{_folder}}/state.db", "sync": "{{Environment.GetEnvironmentVariable("BENCH_SYNC") ?? "full"}}", "expectedLeases": {{Environment.GetEnvironmentVariable("BENCH_EXPECTED_LEASES") ?? "262144"}} },
                   "bgp": { "localAs": 65003, "routerId": "127.0.0.3", "gracefulRestart": 0,
                     "peers": [ { "address": "127.0.0.2", "port": {{birdPort}}, "remoteAs": 65002, "localAddress": "127.0.0.3", "families": [ "ipv4" ] }{{wirePeer}} ] },
-                  "pools": [ { "name": "bench", "kind": "shadow", "prefixes": [ "10.64.0.0/14" ], "application": "bench", "reuseDelay": "01:00:00" } ],
+                  "pools": [ { "name": "bench", "kind": "shadow", "prefixes": [ "10.64.0.0/14" ], "application": "bench", "reuseDelay": "{{Environment.GetEnvironmentVariable("BENCH_REUSE_DELAY") ?? "01:00:00"}}" } ],
                   "warm": [ { "application": "bench", "count": {{Environment.GetEnvironmentVariable("BENCH_WARM") ?? "1000"}} } ],
                   "routes": { "defaultNextHopV4": "192.0.2.1" },
                   "hooks": { "udp": { "listen": "{{HookEndPoint}}", "keys": { "1": "{{Convert.ToHexString(Key)}}" } } },
