@@ -46,10 +46,10 @@ public class GrpcTlsTests
             Assert.Null(await CallAsync($"http://127.0.0.1:{grpcPort}", authority.Certificate, client));
 
             // The CLI, with the same files.
-            var cli = await CliTests.CliAsync("status", "--server", address, "--ca", folder.File("ca.crt"), "--cert", folder.File("client.crt"), "--key", folder.File("client.key"));
+            var cli = await CliTests.CliAsync("status", "--server", address, "--tls-ca", folder.File("ca.crt"), "--tls-cert", folder.File("client.crt"), "--tls-key", folder.File("client.key"));
             Assert.True(cli.Exit == 0, cli.Stderr);
             Assert.Contains("store state", cli.Stdout, StringComparison.Ordinal);
-            var refused = await CliTests.CliAsync("status", "--server", address, "--ca", folder.File("ca.crt"));
+            var refused = await CliTests.CliAsync("status", "--server", address, "--tls-ca", folder.File("ca.crt"));
             Assert.Equal(1, refused.Exit);
             Assert.Contains("cannot reach shadownetd", refused.Stderr, StringComparison.Ordinal);
         }

@@ -32,19 +32,19 @@ internal static class ControllerCommands
 
     private static readonly Option<bool> Json = new("--json") { Description = "Print JSON instead of a table", Recursive = true };
 
-    private static readonly Option<string?> Authority = new("--ca")
+    private static readonly Option<string?> Authority = new("--tls-ca")
     {
         Description = "https: trust the daemon's certificate only if this CA (a PEM file) issued it, instead of the system's authorities",
         Recursive = true,
     };
 
-    private static readonly Option<string?> Certificate = new("--cert")
+    private static readonly Option<string?> Certificate = new("--tls-cert")
     {
-        Description = "https: present this client certificate (PEM), for a daemon with grpc:tls:clientCa; with --key",
+        Description = "https: present this client certificate (PEM), for a daemon with grpc:tls:clientCa; with --tls-key",
         Recursive = true,
     };
 
-    private static readonly Option<string?> Key = new("--key") { Description = "The private key (PEM) of --cert", Recursive = true };
+    private static readonly Option<string?> Key = new("--tls-key") { Description = "The private key (PEM) of --tls-cert", Recursive = true };
 
     public static IEnumerable<Option> GlobalOptions => [Server, Json, Authority, Certificate, Key];
 
@@ -274,7 +274,7 @@ internal static class ControllerCommands
         }
     }
 
-    /// <summary>The TLS settings of --ca, --cert and --key (for an https server).</summary>
+    /// <summary>The TLS settings of --tls-ca, --tls-cert and --tls-key (for an https server).</summary>
     private static SslClientAuthenticationOptions Tls(ParseResult parse)
     {
         var options = new SslClientAuthenticationOptions();
@@ -287,7 +287,7 @@ internal static class ControllerCommands
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException)
             {
-                throw new UsageException($"--ca: cannot read certificates from '{authorityFile}': {e.Message}");
+                throw new UsageException($"--tls-ca: cannot read certificates from '{authorityFile}': {e.Message}");
             }
 
             // The name must match as usual; the chain must end at the given CA rather than the system's.
@@ -297,14 +297,14 @@ internal static class ControllerCommands
 
         if (parse.GetValue(Certificate) is { } certificateFile)
         {
-            var keyFile = parse.GetValue(Key) ?? throw new UsageException("--cert needs --key (the certificate's private key)");
+            var keyFile = parse.GetValue(Key) ?? throw new UsageException("--tls-cert needs --tls-key (the certificate's private key)");
             try
             {
                 options.ClientCertificates = [X509Certificate2.CreateFromPemFile(certificateFile, keyFile)];
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
             {
-                throw new UsageException($"--cert, --key: cannot read a certificate and its key from '{certificateFile}' and '{keyFile}': {e.Message}");
+                throw new UsageException($"--tls-cert, --tls-key: cannot read a certificate and its key from '{certificateFile}' and '{keyFile}': {e.Message}");
             }
         }
 
