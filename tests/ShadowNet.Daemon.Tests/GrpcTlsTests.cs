@@ -69,17 +69,19 @@ public class GrpcTlsTests
         authority.Issue("other", serverAuth: true, folder.File("other.crt"), folder.File("other.key"));
         await File.WriteAllTextAsync(folder.File("empty.pem"), "");
 
-        (JsonObject Tls, string Message)[] cases =
+        const string Tcp = "127.0.0.1:50051";
+        (string Listen, JsonObject Tls, string Message)[] cases =
         [
-            (new() { ["certificate"] = folder.File("missing.crt"), ["key"] = folder.File("server.key") }, "grpc:tls:certificate: cannot read"),
-            (new() { ["certificate"] = folder.File("server.crt") }, "grpc:tls:key: missing"),
-            (new() { ["certificate"] = folder.File("server.crt"), ["key"] = folder.File("other.key") }, "grpc:tls:certificate: "),
-            (new() { ["certificate"] = folder.File("server.crt"), ["key"] = folder.File("server.key"), ["clientCa"] = folder.File("empty.pem") }, "grpc:tls:clientCa: "),
+            (Tcp, new() { ["certificate"] = folder.File("missing.crt"), ["key"] = folder.File("server.key") }, "grpc:tls:certificate: cannot read"),
+            (Tcp, new() { ["certificate"] = folder.File("server.crt") }, "grpc:tls:key: missing"),
+            (Tcp, new() { ["certificate"] = folder.File("server.crt"), ["key"] = folder.File("other.key") }, "grpc:tls:certificate: "),
+            (Tcp, new() { ["certificate"] = folder.File("server.crt"), ["key"] = folder.File("server.key"), ["clientCa"] = folder.File("empty.pem") }, "grpc:tls:clientCa: "),
+            ($"unix:{folder.File("grpc.sock")}", new() { ["certificate"] = folder.File("server.crt"), ["key"] = folder.File("server.key") }, "grpc:tls: is for a TCP address"),
         ];
-        foreach (var (tls, message) in cases)
+        foreach (var (listen, tls, message) in cases)
         {
             var config = Config(folder.File("state.db"), 1179, 4790);
-            config["grpc"] = new JsonObject { ["listen"] = "127.0.0.1:50051", ["tls"] = tls };
+            config["grpc"] = new JsonObject { ["listen"] = listen, ["tls"] = tls };
             var file = folder.File("shadownetd.json");
             await File.WriteAllTextAsync(file, config.ToJsonString());
             var (exit, stderr) = await RunToExitAsync(file);
