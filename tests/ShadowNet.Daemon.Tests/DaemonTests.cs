@@ -608,11 +608,40 @@ public class DaemonTests
 
             // .NET's runtime meter is scraped too: the collection and allocation counters behind the latency tail.
             Assert.True(await prometheus.QueryAsync("dotnet_gc_heap_total_allocated_bytes_total") > 0, "no .NET runtime metrics at Prometheus");
+
+            // Every metric the shipped alert rules (contrib/prometheus) watch is one the daemon exports:
+            // a renamed metric would leave its alert silent. One bad datagram makes the rejection counter appear.
+            using (var garbage = new System.Net.Sockets.UdpClient())
+            {
+                await garbage.SendAsync(new byte[] { 1, 2, 3 }, new IPEndPoint(IPAddress.Loopback, udpPort));
+            }
+
+            var watched = System.Text.RegularExpressions.Regex.Matches(await File.ReadAllTextAsync(Repository.File("contrib", "prometheus", "shadownet-alerts.yml")), @"\bshadownet_[a-z_]+")
+                .Select(m => m.Value).Distinct().ToArray();
+            Assert.NotEmpty(watched);
+            using var http = new HttpClient();
+            var exposition = await Eventually.WaitAsync(() => http.GetStringAsync($"http://127.0.0.1:{metricsPort}/metrics"),
+                text => text.Contains("shadownet_hook_datagrams_rejected_total{", StringComparison.Ordinal), Patience);
+            Assert.All(watched, name => Assert.Matches($@"\n{name}[{{ ]", exposition));
         }
         finally
         {
             daemon.Kill();
             await daemon.WaitForExitAsync();
+        }
+    }
+
+    [Fact]
+    public async Task ShippedAlertRulesPassPromtoolsCheckAndTheirOwnUnitTests()
+    {
+        var promtool = ExternalProcess.Which("/usr/bin/promtool", "promtool");
+        var rules = Repository.File("contrib", "prometheus");
+        foreach (var arguments in new[] { "check rules shadownet-alerts.yml", "test rules shadownet-alerts.test.yml" })
+        {
+            using var process = Process.Start(new ProcessStartInfo(promtool, arguments) { WorkingDirectory = rules, RedirectStandardOutput = true, RedirectStandardError = true })!;
+            var output = await process.StandardOutput.ReadToEndAsync() + await process.StandardError.ReadToEndAsync();
+            await process.WaitForExitAsync();
+            Assert.True(process.ExitCode == 0, $"promtool {arguments}: {output}");
         }
     }
 
