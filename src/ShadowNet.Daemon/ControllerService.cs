@@ -147,6 +147,33 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         Log.Started(_log, configuration.StorePath, restored, _hooks?.LocalEndPoint.ToString() ?? "off", _allocator.SizedForLeases, _speaker.LocRib.Capacity);
     }
 
+    /// <summary>
+    /// SIGHUP: reads the configuration again and gives the UDP hook its keys; a configuration that does
+    /// not read leaves the keys in use. Other settings take a restart.
+    /// </summary>
+    public void ReloadHookKeys(string file, Func<DaemonConfiguration> read)
+    {
+        DaemonConfiguration reread;
+        try
+        {
+            reread = read();
+        }
+        catch (Exception e) when (e is ConfigurationException or FileNotFoundException or InvalidDataException or FormatException)
+        {
+            Log.ReloadFailed(_log, file, e.Message);
+            return;
+        }
+
+        if (_hooks is null || reread.UdpHooks is null)
+        {
+            Log.ReloadFailed(_log, file, _hooks is null ? "the UDP hook is not running (off in the configuration, or not started yet)" : "hooks:udp: missing; the UDP hook stays as it is");
+            return;
+        }
+
+        _hooks.ReplaceKeys(reread.UdpHooks.Keys);
+        Log.KeysReloaded(_log, file, string.Join(", ", _hooks.KeyIds.Order()));
+    }
+
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         Parts = null;
@@ -209,5 +236,11 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         [LoggerMessage(6, LogLevel.Warning, "the gRPC API on {EndPoint} takes calls from anyone who can reach it, creates and deletes included: "
             + "require client certificates (grpc:tls with clientCa), or listen on loopback or a Unix socket")]
         public static partial void GrpcOpenToAnyone(ILogger logger, string endPoint);
+
+        [LoggerMessage(7, LogLevel.Information, "SIGHUP: hooks:udp:keys taken from {File}: key ids {Ids}; other settings take a restart")]
+        public static partial void KeysReloaded(ILogger logger, string file, string ids);
+
+        [LoggerMessage(8, LogLevel.Error, "SIGHUP: {File} not taken, the hook keys in use stay: {Problem}")]
+        public static partial void ReloadFailed(ILogger logger, string file, string problem);
     }
 }

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using ShadowNet.Controller.State;
 using ShadowNet.Daemon;
@@ -11,12 +12,7 @@ IConfigurationRoot settings;
 DaemonConfiguration configuration;
 try
 {
-    settings = new ConfigurationBuilder()
-        .AddJsonFile(Path.GetFullPath(file), optional: false, reloadOnChange: false)
-        .AddEnvironmentVariables("SHADOWNET_")
-        .AddCommandLine(args)
-        .Build();
-    configuration = DaemonConfiguration.Read(settings);
+    (settings, configuration) = Load();
 }
 catch (ConfigurationException e)
 {
@@ -36,6 +32,14 @@ var host = DaemonHost.Build(configuration, settings);
 // store's failure is reported and served around like any other (shadownet.store.failed).
 using var fileSizeLimit = OperatingSystem.IsLinux() ? PosixSignalRegistration.Create((PosixSignal)25, signal => signal.Cancel = true) : null;
 
+// SIGHUP (systemctl reload) reads the configuration again and takes its hook keys, for a key rotation
+// without a restart; by default the signal would end the process.
+using var reload = OperatingSystem.IsWindows() ? null : PosixSignalRegistration.Create(PosixSignal.SIGHUP, signal =>
+{
+    signal.Cancel = true;
+    host.Services.GetRequiredService<ControllerService>().ReloadHookKeys(file, () => Load().Configuration);
+});
+
 try
 {
     await host.RunAsync();
@@ -51,4 +55,14 @@ catch (IOException e)
     // Kestrel could not bind the gRPC address.
     Console.Error.WriteLine($"shadownetd: grpc:listen: {e.Message}");
     return 4;
+}
+
+(IConfigurationRoot Settings, DaemonConfiguration Configuration) Load()
+{
+    var merged = new ConfigurationBuilder()
+        .AddJsonFile(Path.GetFullPath(file), optional: false, reloadOnChange: false)
+        .AddEnvironmentVariables("SHADOWNET_")
+        .AddCommandLine(args)
+        .Build();
+    return (merged, DaemonConfiguration.Read(merged));
 }

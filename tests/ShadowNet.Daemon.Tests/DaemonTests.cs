@@ -246,6 +246,62 @@ public class DaemonTests
     }
 
     [Fact]
+    public async Task SighupRotatesTheHookKeysWithoutARestartAndABadFileKeepsTheKeysInUse()
+    {
+        using var folder = new TempDirectory("daemon-sighup");
+        var udpPort = FreeUdpPort();
+        var config = Config(folder.File("state.db"), TestPorts.Next(), udpPort);
+        var file = folder.File("shadownetd.json");
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+        const string NewKeyHex = "6e65772d6b65792d61667465722d726f746174696f6e";
+        var hook = new IPEndPoint(IPAddress.Loopback, udpPort);
+        using var oldKey = new HookClient(hook, 1, Convert.FromHexString(KeyHex), 300) { MaxAttempts = 10 };
+        using var newKey = new HookClient(hook, 2, Convert.FromHexString(NewKeyHex), 300) { MaxAttempts = 10 };
+        // For the creates that must go unanswered: three tries, 2.1 s (the attempts' timeouts double).
+        using var oldKeyOnce = new HookClient(hook, 1, Convert.FromHexString(KeyHex), 300) { MaxAttempts = 3 };
+        using var newKeyOnce = new HookClient(hook, 2, Convert.FromHexString(NewKeyHex), 300) { MaxAttempts = 3 };
+
+        var (daemon, output) = StartCollectingOutput(file);
+        using (daemon)
+        {
+            try
+            {
+                Assert.Equal(HookStatus.Miss, (await oldKey.CreateAsync("vm-1", "web", IpFamily.IPv4, null)).Status);
+                await Assert.ThrowsAsync<TimeoutException>(() => newKeyOnce.CreateAsync("vm-2", "web", IpFamily.IPv4, null));
+
+                // A file that does not read: logged, naming the key; the keys in use stay.
+                config["hooks"]!["udp"]!["keys"] = new JsonObject { ["2"] = "0011" };
+                await File.WriteAllTextAsync(file, config.ToJsonString());
+                await SignalAsync(daemon, "HUP");
+                await Eventually.WaitAsync(() => Task.FromResult(output()), o => o.Contains("not taken", StringComparison.Ordinal), Patience);
+                Assert.Contains("hooks:udp:keys:2: 2 octets", output(), StringComparison.Ordinal);
+                Assert.Equal(HookStatus.Miss, (await oldKey.CreateAsync("vm-3", "web", IpFamily.IPv4, null)).Status);
+
+                // The rotation: key 2 in, key 1 out.
+                config["hooks"]!["udp"]!["keys"] = new JsonObject { ["2"] = NewKeyHex };
+                await File.WriteAllTextAsync(file, config.ToJsonString());
+                await SignalAsync(daemon, "HUP");
+                await Eventually.WaitAsync(() => Task.FromResult(output()), o => o.Contains("key ids 2;", StringComparison.Ordinal), Patience);
+                Assert.Equal(HookStatus.Miss, (await newKey.CreateAsync("vm-4", "web", IpFamily.IPv4, null)).Status);
+                await Assert.ThrowsAsync<TimeoutException>(() => oldKeyOnce.CreateAsync("vm-5", "web", IpFamily.IPv4, null));
+                Assert.False(daemon.HasExited);
+            }
+            finally
+            {
+                daemon.Kill();
+                await daemon.WaitForExitAsync();
+            }
+        }
+    }
+
+    private static async Task SignalAsync(Process process, string signal)
+    {
+        using var kill = Process.Start("kill", $"-{signal} {process.Id}");
+        await kill.WaitForExitAsync();
+        Assert.Equal(0, kill.ExitCode);
+    }
+
+    [Fact]
     public async Task TheLocRibIsSizedForAsManyRoutesAsTheAllocatorsTablesHoldLeases()
     {
         using var folder = new TempDirectory("daemon-sizing");

@@ -126,6 +126,7 @@ public sealed class HookServer : IAsyncDisposable
     private readonly Dictionary<ushort, ReplayWindow> _windows = [];
     private readonly NameCache _applicationNames = new(4096);
     private readonly Func<ushort, byte[]?> _keyOf; // one delegate, not one per datagram
+    private volatile IReadOnlyDictionary<ushort, byte[]> _keys;
     private readonly Lock _windowsLock = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly long[] _rejections = new long[Enum.GetValues<DatagramRejection>().Length];
@@ -133,14 +134,7 @@ public sealed class HookServer : IAsyncDisposable
 
     public HookServer(HookServerOptions options, IHookHandler handler)
     {
-        foreach (var (id, key) in options.Keys)
-        {
-            if (key.Length < 16)
-            {
-                throw new ArgumentException($"hook key {id} is {key.Length} octets; at least 16 are needed");
-            }
-        }
-
+        _keys = Checked(options.Keys);
         _options = options;
         _handler = handler;
         _keyOf = KeyOf;
@@ -152,6 +146,30 @@ public sealed class HookServer : IAsyncDisposable
     }
 
     public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
+
+    /// <summary>The key ids in use (after <see cref="ReplaceKeys"/>, the new ones).</summary>
+    public IReadOnlyCollection<ushort> KeyIds => [.. _keys.Keys];
+
+    /// <summary>
+    /// Takes a new set of keys while serving (a key rotation): datagrams under a key id no longer in the
+    /// set are dropped as unknown_key from the next one on; requests already accepted are answered under
+    /// the key they came with. A key id keeps its replay window, so a new secret under an old id must go on
+    /// with higher sequence numbers: rotate to a new id.
+    /// </summary>
+    public void ReplaceKeys(IReadOnlyDictionary<ushort, byte[]> keys) => _keys = Checked(keys);
+
+    private static Dictionary<ushort, byte[]> Checked(IReadOnlyDictionary<ushort, byte[]> keys)
+    {
+        foreach (var (id, key) in keys)
+        {
+            if (key.Length < 16)
+            {
+                throw new ArgumentException($"hook key {id} is {key.Length} octets; at least 16 are needed");
+            }
+        }
+
+        return keys.ToDictionary(k => k.Key, k => k.Value.ToArray());
+    }
 
     /// <summary>Datagrams dropped for a reason since start (the metric, readable without a listener).</summary>
     public long RejectedCount(DatagramRejection reason) => Interlocked.Read(ref _rejections[(int)reason]);
@@ -370,7 +388,19 @@ public sealed class HookServer : IAsyncDisposable
         Span<char> instance = stackalloc char[HookDatagram.MaxIdLength];
         instance = instance[..Encoding.UTF8.GetChars(request.Instance, instance)];
         var application = _applicationNames.Get(request.Application);
-        var pending = RentPending(request.Kind, request.Sequence, request.KeyId, request.Family, sender);
+        // The reply is signed with the key the request came under, even if the keys are replaced meanwhile.
+        if (KeyOf(request.KeyId) is not { } key)
+        {
+            Reject(DatagramRejection.UnknownKey);
+            lock (window)
+            {
+                window.Forget(request.Sequence);
+            }
+
+            return;
+        }
+
+        var pending = RentPending(request.Kind, request.Sequence, request.KeyId, key, request.Family, sender);
         ValueTask<HookOutcome> outcome;
         try
         {
@@ -386,7 +416,7 @@ public sealed class HookServer : IAsyncDisposable
         pending.When(outcome);
     }
 
-    private byte[]? KeyOf(ushort keyId) => _options.Keys.TryGetValue(keyId, out var key) ? key : null;
+    private byte[]? KeyOf(ushort keyId) => _keys.TryGetValue(keyId, out var key) ? key : null;
 
     private ReplayWindow WindowOf(ushort keyId)
     {
@@ -426,14 +456,14 @@ public sealed class HookServer : IAsyncDisposable
         }
     }
 
-    private PendingReply RentPending(HookKind kind, ulong sequence, ushort keyId, Addressing.IpFamily family, ReadOnlySpan<byte> sender)
+    private PendingReply RentPending(HookKind kind, ulong sequence, ushort keyId, byte[] key, Addressing.IpFamily family, ReadOnlySpan<byte> sender)
     {
         if (!_pendingPool.TryDequeue(out var pending))
         {
             pending = new PendingReply(this);
         }
 
-        pending.Reset(kind, sequence, keyId, family, sender);
+        pending.Reset(kind, sequence, keyId, key, family, sender);
         return pending;
     }
 
@@ -462,15 +492,16 @@ public sealed class HookServer : IAsyncDisposable
         private HookKind _kind;
         private ulong _sequence;
         private ushort _keyId;
+        private byte[] _key = [];
         private Addressing.IpFamily _family;
         private SocketAddressBytes _sender;
         private int _senderLength;
         private ValueTaskAwaiter<HookOutcome> _awaiter;
         private Action? _onCompleted;
 
-        public void Reset(HookKind kind, ulong sequence, ushort keyId, Addressing.IpFamily family, ReadOnlySpan<byte> sender)
+        public void Reset(HookKind kind, ulong sequence, ushort keyId, byte[] key, Addressing.IpFamily family, ReadOnlySpan<byte> sender)
         {
-            (_kind, _sequence, _keyId, _family, _senderLength) = (kind, sequence, keyId, family, sender.Length);
+            (_kind, _sequence, _keyId, _key, _family, _senderLength) = (kind, sequence, keyId, key, family, sender.Length);
             sender.CopyTo(_sender);
         }
 
@@ -505,7 +536,7 @@ public sealed class HookServer : IAsyncDisposable
         private void Answer(HookOutcome outcome)
         {
             Span<byte> reply = stackalloc byte[HookDatagram.ReplyLength];
-            HookDatagram.WriteReply(reply, _kind, _sequence, _keyId, server.KeyOf(_keyId)!, outcome.Status, _family, outcome.Address);
+            HookDatagram.WriteReply(reply, _kind, _sequence, _keyId, _key, outcome.Status, _family, outcome.Address);
             var window = server.WindowOf(_keyId);
             lock (window)
             {
