@@ -361,6 +361,14 @@ public sealed class HookServer : IAsyncDisposable
             return;
         }
 
+        // The reply is signed with the key the request came under, even if the keys are replaced meanwhile
+        // (null only if they were replaced since the parse, a moment ago).
+        if (KeyOf(request.KeyId) is not { } key)
+        {
+            Reject(DatagramRejection.UnknownKey);
+            return;
+        }
+
         var window = WindowOf(request.KeyId);
         lock (window)
         {
@@ -388,18 +396,6 @@ public sealed class HookServer : IAsyncDisposable
         Span<char> instance = stackalloc char[HookDatagram.MaxIdLength];
         instance = instance[..Encoding.UTF8.GetChars(request.Instance, instance)];
         var application = _applicationNames.Get(request.Application);
-        // The reply is signed with the key the request came under, even if the keys are replaced meanwhile.
-        if (KeyOf(request.KeyId) is not { } key)
-        {
-            Reject(DatagramRejection.UnknownKey);
-            lock (window)
-            {
-                window.Forget(request.Sequence);
-            }
-
-            return;
-        }
-
         var pending = RentPending(request.Kind, request.Sequence, request.KeyId, key, request.Family, sender);
         ValueTask<HookOutcome> outcome;
         try
