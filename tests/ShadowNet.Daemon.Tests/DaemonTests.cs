@@ -272,7 +272,7 @@ public class DaemonTests
                 // A file that does not read: logged, naming the key; the keys in use stay.
                 config["hooks"]!["udp"]!["keys"] = new JsonObject { ["2"] = "0011" };
                 await File.WriteAllTextAsync(file, config.ToJsonString());
-                await SignalAsync(daemon, "HUP");
+                Signal(daemon, "HUP");
                 await Eventually.WaitAsync(() => Task.FromResult(output()), o => o.Contains("not taken", StringComparison.Ordinal), Patience);
                 Assert.Contains("hooks:udp:keys:2: 2 octets", output(), StringComparison.Ordinal);
                 Assert.Equal(HookStatus.Miss, (await oldKey.CreateAsync("vm-3", "web", IpFamily.IPv4, null)).Status);
@@ -280,7 +280,7 @@ public class DaemonTests
                 // The rotation: key 2 in, key 1 out.
                 config["hooks"]!["udp"]!["keys"] = new JsonObject { ["2"] = NewKeyHex };
                 await File.WriteAllTextAsync(file, config.ToJsonString());
-                await SignalAsync(daemon, "HUP");
+                Signal(daemon, "HUP");
                 await Eventually.WaitAsync(() => Task.FromResult(output()), o => o.Contains("key ids 2;", StringComparison.Ordinal), Patience);
                 Assert.Equal(HookStatus.Miss, (await newKey.CreateAsync("vm-4", "web", IpFamily.IPv4, null)).Status);
                 await Assert.ThrowsAsync<TimeoutException>(() => oldKeyOnce.CreateAsync("vm-5", "web", IpFamily.IPv4, null));
@@ -292,13 +292,6 @@ public class DaemonTests
                 await daemon.WaitForExitAsync();
             }
         }
-    }
-
-    private static async Task SignalAsync(Process process, string signal)
-    {
-        using var kill = Process.Start("kill", $"-{signal} {process.Id}");
-        await kill.WaitForExitAsync();
-        Assert.Equal(0, kill.ExitCode);
     }
 
     [Fact]
