@@ -57,4 +57,78 @@ public class ForecastLoopTests
             Assert.Equal(forecast.Expected, (await allocator.ReadAsync(a => a.GetUsage(forecast.Application, IpFamily.IPv4))).Reserved);
         }
     }
+
+    [Fact]
+    public async Task OnceTheStoreHasFailedTheLoopStaysQuietInsteadOfWarningEveryStep()
+    {
+        PoolDefinition[] pools = [new("shadow", PoolKind.Shadow, [IPNetwork.Parse("10.1.0.0/24")])];
+        var store = new BreakableStore();
+        await using var allocator = DurableAllocator.Open(pools, store);
+        await using var speaker = new BgpSpeaker(new BgpSpeakerOptions { LocalAs = 65003, RouterId = IPAddress.Parse("127.0.0.3") });
+        var manager = new ActiveRouteManager(allocator, speaker, pools, new RouteManagerOptions { DefaultNextHopV4 = IPAddress.Parse("192.0.2.1") });
+        var planner = new ReservationPlanner(manager, allocator, new PlannerOptions());
+        var log = new ListLogger();
+        await using var loop = new ForecastLoop(new PredictionOptions { Fallback = new StaticWarmForecaster(2) }, planner, TimeProvider.System, log);
+        loop.Observe("web", Monday, new Dictionary<string, double> { ["instances"] = 3 });
+
+        await loop.TickAsync(CancellationToken.None);
+        Assert.Equal(5, loop.Forecasts().Single().Reserved);
+        Assert.Empty(log.Warnings);
+
+        // The store fails; the next steps' reservations fail with it, and nothing is logged for them.
+        store.Failing = true;
+        loop.Observe("web", Monday + 300, new Dictionary<string, double> { ["instances"] = 9 });
+        await loop.TickAsync(CancellationToken.None);
+        await loop.TickAsync(CancellationToken.None);
+        Assert.NotNull(allocator.Failure);
+        Assert.Empty(log.Warnings);
+    }
+
+    /// <summary>An in-memory store whose commits fail once <see cref="Failing"/> is set.</summary>
+    private sealed class BreakableStore : IAllocationStore
+    {
+        private long _sequence;
+
+        public bool Failing { get; set; }
+
+        public string Location => "memory";
+
+        public long CommittedSequence => _sequence;
+
+        public IReadOnlyList<ShadowNet.Addressing.Allocation.Lease> LoadLeases() => [];
+
+        public IReadOnlyList<(long Id, MissRecord Miss)> LoadMisses(long afterId, int limit) => [];
+
+        public void Commit(ReadOnlySpan<ShadowNet.Addressing.Allocation.LeaseChange> changes, ReadOnlySpan<MissRecord> misses, long sequence) =>
+            _sequence = Failing ? throw new IOException("disk full") : sequence;
+
+        public bool Maintain(bool idle) => false;
+
+        public void Dispose()
+        {
+        }
+    }
+
+    /// <summary>Collects the warnings and errors logged.</summary>
+    private sealed class ListLogger : Microsoft.Extensions.Logging.ILogger
+    {
+        public List<string> Warnings { get; } = [];
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception,
+            Func<TState, Exception?, string> formatter)
+        {
+            if (logLevel >= Microsoft.Extensions.Logging.LogLevel.Warning)
+            {
+                lock (Warnings)
+                {
+                    Warnings.Add(formatter(state, exception));
+                }
+            }
+        }
+    }
 }

@@ -222,14 +222,24 @@ internal sealed partial class ForecastLoop : IAsyncDisposable
         using var timer = new PeriodicTimer(Step, _time);
         while (await timer.WaitForNextTickAsync(_stop.Token))
         {
-            try
-            {
-                await StepAsync(_stop.Token);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                Log.StepFailed(_log, e.Message);
-            }
+            await TickAsync(_stop.Token);
+        }
+    }
+
+    /// <summary>One step of the loop: a failure is logged and the loop goes on.</summary>
+    internal async Task TickAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await StepAsync(cancellationToken);
+        }
+        catch (ShadowNet.Controller.State.StateStoreException)
+        {
+            // The store has failed: the daemon said so once, critically; a warning every step would bury it.
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            Log.StepFailed(_log, e.Message);
         }
     }
 
