@@ -617,7 +617,7 @@ public class DaemonTests
     }
 
     [Fact]
-    public async Task PrometheusScrapesHitsMissesAndPoolSizes()
+    public async Task PrometheusScrapesHitsMissesPoolSizesAndEveryMetricTheShippedAlertRulesWatch()
     {
         using var folder = new TempDirectory("daemon-metrics");
         var udpPort = FreeUdpPort();
