@@ -41,6 +41,9 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
     public TimeProvider TimeProvider { get; }
     public LocRib LocRib { get; }
     public IReadOnlyList<BgpPeer> Peers => _peers;
+
+    /// <summary>Peers whose session is Established now.</summary>
+    public int PeersEstablished => _peers.Count(p => p.State == BgpSessionState.Established);
     /// <summary>The endpoints actually bound (port 0 in the options becomes the chosen port).</summary>
     public IReadOnlyList<IPEndPoint> ListenEndPoints => _listeners.Select(l => (IPEndPoint)l.LocalEndPoint!).ToList();
 

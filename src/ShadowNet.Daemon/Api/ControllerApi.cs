@@ -188,7 +188,7 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
             Store = parts.Allocator.StoreLocation,
             AcknowledgedOperations = parts.Allocator.Acknowledged,
             Peers = parts.Speaker.Peers.Count,
-            PeersEstablished = parts.Speaker.Peers.Count(p => p.State == BgpSessionState.Established),
+            PeersEstablished = parts.Speaker.PeersEstablished,
             ActiveRoutes = parts.Speaker.LocRib.Count,
             UdpHooks = parts.Hooks?.LocalEndPoint.ToString() ?? "",
             StoreFailure = parts.Allocator.Failure?.Message ?? "",

@@ -21,7 +21,6 @@ internal sealed class ControllerHealthCheck(ControllerService controller) : IHea
             return Task.FromResult(HealthCheckResult.Unhealthy(failure.Message));
         }
 
-        var established = parts.Speaker.Peers.Count(p => p.State == Bgp.Sessions.BgpSessionState.Established);
-        return Task.FromResult(HealthCheckResult.Healthy($"{established} of {parts.Speaker.Peers.Count} BGP sessions established"));
+        return Task.FromResult(HealthCheckResult.Healthy($"{parts.Speaker.PeersEstablished} of {parts.Speaker.Peers.Count} BGP sessions established"));
     }
 }

@@ -5,7 +5,7 @@ namespace ShadowNet.Daemon.Api;
 
 /// <summary>
 /// Certificate checks against the operator's own authorities rather than the machine's store: the daemon
-/// checks callers against <c>grpc:tls:clientCa</c>, the CLI checks the daemon against <c>--ca</c>.
+/// checks callers against <c>grpc:tls:clientCa</c>, the CLI checks the daemon against <c>--tls-ca</c>.
 /// </summary>
 public static class TlsTrust
 {

@@ -62,6 +62,9 @@ public readonly ref struct HookRequest
 
     public ushort KeyId { get; init; }
 
+    /// <summary>The key the request was authenticated with: its reply is signed with the same.</summary>
+    public byte[] Key { get; init; }
+
     public IpFamily Family { get; init; }
 
     /// <summary>The hypervisor's address, the next hop of the instance's route; null to use the configured default.</summary>
@@ -187,7 +190,7 @@ public static class HookDatagram
         var application = datagram.Slice(at + 1, applicationLength);
         at += 1 + applicationLength;
         var keyId = BinaryPrimitives.ReadUInt16BigEndian(datagram[12..]);
-        if (!Authenticate(datagram, at, keyId, keys, out rejection))
+        if (!Authenticate(datagram, at, keyId, keys, out var key, out rejection))
         {
             return false;
         }
@@ -207,6 +210,7 @@ public static class HookDatagram
             Kind = (HookKind)kind,
             Sequence = BinaryPrimitives.ReadUInt64BigEndian(datagram[4..]),
             KeyId = keyId,
+            Key = key,
             Family = (IpFamily)family,
             Host = host,
             Instance = instance,
@@ -301,15 +305,16 @@ public static class HookDatagram
         return true;
     }
 
-    private static bool Authenticate(ReadOnlySpan<byte> datagram, int macAt, ushort keyId, Func<ushort, byte[]?> keys, out DatagramRejection rejection)
+    private static bool Authenticate(ReadOnlySpan<byte> datagram, int macAt, ushort keyId, Func<ushort, byte[]?> keys, out byte[] key,
+        out DatagramRejection rejection)
     {
-        var key = keys(keyId);
-        if (key is null)
+        if (keys(keyId) is not { } found)
         {
-            rejection = DatagramRejection.UnknownKey;
+            (key, rejection) = ([], DatagramRejection.UnknownKey);
             return false;
         }
 
+        key = found;
         Span<byte> mac = stackalloc byte[MacLength];
         Sign(key, datagram[..macAt], mac);
         if (!CryptographicOperations.FixedTimeEquals(mac, datagram.Slice(macAt, MacLength)))

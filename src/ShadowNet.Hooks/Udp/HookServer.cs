@@ -361,14 +361,6 @@ public sealed class HookServer : IAsyncDisposable
             return;
         }
 
-        // The reply is signed with the key the request came under, even if the keys are replaced meanwhile
-        // (null only if they were replaced since the parse, a moment ago).
-        if (KeyOf(request.KeyId) is not { } key)
-        {
-            Reject(DatagramRejection.UnknownKey);
-            return;
-        }
-
         var window = WindowOf(request.KeyId);
         lock (window)
         {
@@ -396,7 +388,8 @@ public sealed class HookServer : IAsyncDisposable
         Span<char> instance = stackalloc char[HookDatagram.MaxIdLength];
         instance = instance[..Encoding.UTF8.GetChars(request.Instance, instance)];
         var application = _applicationNames.Get(request.Application);
-        var pending = RentPending(request.Kind, request.Sequence, request.KeyId, key, request.Family, sender);
+        // The reply is signed with the key the request came under, even if the keys are replaced meanwhile.
+        var pending = RentPending(request.Kind, request.Sequence, request.KeyId, request.Key, request.Family, sender);
         ValueTask<HookOutcome> outcome;
         try
         {
