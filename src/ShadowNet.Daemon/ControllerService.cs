@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using ShadowNet.Bgp.Sessions;
@@ -32,6 +33,7 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
     private DaemonMetrics? _metrics;
     private MeterProvider? _exporter;
     private MissLog? _missLog;
+    private readonly SemaphoreSlim _reloading = new(1, 1);
 
     /// <summary>Recent metric samples per application (ReportMetrics feeds them; misses record them).</summary>
     public RecentSamples Samples { get; } = new();
@@ -148,30 +150,61 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
     }
 
     /// <summary>
-    /// SIGHUP: reads the configuration again and gives the UDP hook its keys; a configuration that does
-    /// not read leaves the keys in use. Other settings take a restart.
+    /// SIGHUP: reads the configuration again and takes what can change while serving: the UDP hook's keys
+    /// and the BGP peers (added, removed, or reset when their settings changed; the others' sessions are
+    /// not touched). Any other changed setting is named in a warning and keeps its running value until a
+    /// restart. A configuration that does not read changes nothing. One reload at a time.
     /// </summary>
-    public void ReloadHookKeys(string file, Func<DaemonConfiguration> read)
+    public async Task ReloadAsync(string file, Func<(IConfiguration Settings, DaemonConfiguration Configuration)> read, RunningSettings running)
     {
-        DaemonConfiguration reread;
+        await _reloading.WaitAsync();
         try
         {
-            reread = read();
-        }
-        catch (Exception e) when (e is ConfigurationException or FileNotFoundException or InvalidDataException or FormatException)
-        {
-            Log.ReloadFailed(_log, file, e.Message);
-            return;
-        }
+            IConfiguration settings;
+            DaemonConfiguration reread;
+            try
+            {
+                (settings, reread) = read();
+            }
+            catch (Exception e) when (e is ConfigurationException or FileNotFoundException or InvalidDataException or FormatException)
+            {
+                Log.ReloadFailed(_log, file, e.Message);
+                return;
+            }
 
-        if (_hooks is null || reread.UdpHooks is null)
-        {
-            Log.ReloadFailed(_log, file, _hooks is null ? "the UDP hook is not running (off in the configuration, or not started yet)" : "hooks:udp: missing; the UDP hook stays as it is");
-            return;
-        }
+            if (Parts is not { Speaker: var speaker })
+            {
+                Log.ReloadFailed(_log, file, "shadownetd is starting or stopping");
+                return;
+            }
 
-        _hooks.ReplaceKeys(reread.UdpHooks.Keys);
-        Log.KeysReloaded(_log, file, string.Join(", ", _hooks.KeyIds.Order()));
+            List<string> taken = ["bgp:peers"];
+            var keys = "unchanged (the UDP hook is off)";
+            if (_hooks is not null && reread.UdpHooks is { } udp)
+            {
+                _hooks.ReplaceKeys(udp.Keys);
+                keys = string.Join(", ", _hooks.KeyIds.Order());
+                taken.Add("hooks:udp:keys");
+            }
+
+            var peers = await speaker.ReconcilePeersAsync(reread.Peers);
+            var restart = running.ChangedOutside(settings, taken);
+            running.Took(settings, taken);
+            Log.Reloaded(_log, file, keys, peers.ToString());
+            if (restart.Count > 0)
+            {
+                Log.ReloadNeedsRestart(_log, string.Join(", ", restart), file);
+            }
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A signal handler has no caller to tell: the log is where it goes, and the daemon serves on.
+            Log.ReloadFailed(_log, file, e.ToString());
+        }
+        finally
+        {
+            _reloading.Release();
+        }
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
@@ -237,10 +270,13 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             + "require client certificates (grpc:tls with clientCa), or listen on loopback or a Unix socket")]
         public static partial void GrpcOpenToAnyone(ILogger logger, string endPoint);
 
-        [LoggerMessage(7, LogLevel.Information, "SIGHUP: hooks:udp:keys taken from {File}: key ids {Ids}; other settings take a restart")]
-        public static partial void KeysReloaded(ILogger logger, string file, string ids);
+        [LoggerMessage(7, LogLevel.Information, "SIGHUP: {File} taken: hook key ids {Ids}; BGP peers {Peers}")]
+        public static partial void Reloaded(ILogger logger, string file, string ids, string peers);
 
-        [LoggerMessage(8, LogLevel.Error, "SIGHUP: {File} not taken, the hook keys in use stay: {Problem}")]
+        [LoggerMessage(8, LogLevel.Error, "SIGHUP: {File} not taken, nothing changed: {Problem}")]
         public static partial void ReloadFailed(ILogger logger, string file, string problem);
+
+        [LoggerMessage(9, LogLevel.Warning, "SIGHUP: {Keys} changed in {File}: these take a restart, and keep their running values until then")]
+        public static partial void ReloadNeedsRestart(ILogger logger, string keys, string file);
     }
 }

@@ -49,6 +49,10 @@ public class DaemonTests
         { "prediction", "{\"prometheus\":{\"url\":\"http://127.0.0.1:9090\",\"applications\":{\"web\":{\"load\":\"x\"}}}}", "prediction:prometheus:applications:web:instances: missing" },
         { "pools.0.staging", "\"sent\"", "pools:0:staging: 'sent' is not 'held' or 'community'" },
         { "routes.shadowCommunity", "\"65003:1:0:0\"", "routes:shadowCommunity: '65003:1:0:0' is not a community" },
+        {
+            "bgp.peers", "[{\"address\":\"127.0.0.2\",\"port\":1179,\"remoteAs\":65002},{\"address\":\"127.0.0.2\",\"port\":1179,\"remoteAs\":65004}]",
+            "bgp:peers:1:address: 127.0.0.2 port 1179 is bgp:peers:0's too"
+        },
     };
 
     [Theory]
@@ -284,6 +288,85 @@ public class DaemonTests
                 await Eventually.WaitAsync(() => Task.FromResult(output()), o => o.Contains("key ids 2;", StringComparison.Ordinal), Patience);
                 Assert.Equal(HookStatus.Miss, (await newKey.CreateAsync("vm-4", "web", IpFamily.IPv4, null)).Status);
                 await Assert.ThrowsAsync<TimeoutException>(() => oldKeyOnce.CreateAsync("vm-5", "web", IpFamily.IPv4, null));
+                Assert.False(daemon.HasExited);
+            }
+            finally
+            {
+                daemon.Kill();
+                await daemon.WaitForExitAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task SighupAddsRemovesAndResetsBgpPeersLeavingTheOthersSessionsUp()
+    {
+        using var folder = new TempDirectory("daemon-peers");
+        var (portA, portB, udpPort) = (TestPorts.Next(), TestPorts.Next(), FreeUdpPort());
+        await using var birdA = Bird(portA, logStates: true);
+        await using var birdB = Bird(portB, logStates: true);
+        await birdA.StartAsync();
+        await birdB.StartAsync();
+        var config = Config(folder.File("state.db"), portA, udpPort);
+        var peers = (JsonArray)config["bgp"]!["peers"]!;
+        var file = folder.File("shadownetd.json");
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+        using var client = new HookClient(new IPEndPoint(IPAddress.Loopback, udpPort), 1, Convert.FromHexString(KeyHex), 1_000) { MaxAttempts = 12 };
+        // BIRD logs "State changed to up" each time the session comes up.
+        static int Ups(BirdPeer bird) => bird.Log.Split("State changed to up").Length - 1;
+        static int Reloads(string log) => log.Split("SIGHUP: ").Length - 1;
+
+        var (daemon, output) = StartCollectingOutput(file);
+        async Task ReloadAsync(string expected)
+        {
+            await File.WriteAllTextAsync(file, config.ToJsonString());
+            var before = Reloads(output());
+            Signal(daemon, "HUP");
+            await Eventually.WaitAsync(() => Task.FromResult(output()), o => Reloads(o) > before, Patience);
+            Assert.Contains(expected, output(), StringComparison.Ordinal);
+        }
+
+        using (daemon)
+        {
+            try
+            {
+                Assert.Equal(HookStatus.Miss, (await client.CreateAsync("vm-1", "web", IpFamily.IPv4, Address.Parse("192.0.2.11"))).Status);
+                await Eventually.WaitAsync(() => birdA.RouteCountAsync("master4"), n => n == 1, Patience);
+                Assert.False(await birdB.IsEstablishedAsync());
+
+                // A new router: B gets the table; A's session is not touched.
+                peers.Add(new JsonObject
+                {
+                    ["name"] = "bird-b", ["address"] = "127.0.0.2", ["port"] = portB, ["remoteAs"] = 65002,
+                    ["localAddress"] = "127.0.0.3", ["families"] = new JsonArray("ipv4"), ["holdTime"] = 30,
+                });
+                await ReloadAsync("BGP peers added bird-b, removed none, reset none, 1 unchanged");
+                var routes = await Eventually.WaitAsync(() => birdB.RoutesAsync("master4"), r => r.Count == 1, Patience);
+                Assert.Equal("192.0.2.11", routes["10.9.0.2/32"].NextHop);
+                Assert.True(Ups(birdA) == 1, birdA.Log);
+
+                // A leaves the configuration (Cease, Peer De-configured); B's hold time changes, so its session is
+                // reset (Cease, Other Configuration Change) and comes back with the new one and the table.
+                peers.RemoveAt(0);
+                peers[0]!["holdTime"] = 20;
+                await ReloadAsync($"BGP peers added none, removed 127.0.0.2:{portA}, reset bird-b, 0 unchanged");
+                await Eventually.WaitAsync(() => Task.FromResult(birdA.Log), l => l.Contains("Received: Peer de-configured", StringComparison.Ordinal), Patience);
+                await Eventually.WaitAsync(() => birdA.RouteCountAsync("master4"), n => n == 0, Patience);
+                await Eventually.WaitAsync(() => Task.FromResult(birdB.Log), l => l.Contains("Received: Other configuration change", StringComparison.Ordinal), Patience);
+                await Eventually.WaitAsync(() => Task.FromResult(Ups(birdB)), n => n == 2, Patience);
+                Assert.Matches(@"Hold timer:\s+[\d.]+/20", await birdB.BirdcAsync("show protocols all sn"));
+                Assert.Equal(HookStatus.Miss, (await client.CreateAsync("vm-2", "web", IpFamily.IPv4, Address.Parse("192.0.2.12"))).Status);
+                await Eventually.WaitAsync(() => birdB.RouteCountAsync("master4"), n => n == 2, Patience);
+
+                // A peer setting that cannot work changes nothing; a setting that takes a restart is named and waits.
+                peers[0]!["holdTime"] = 2;
+                await ReloadAsync("not taken, nothing changed: bgp:peers:0:holdTime: must be 0 or at least 3");
+                peers[0]!["holdTime"] = 20;
+                config["routes"]!["defaultNextHopV4"] = "192.0.2.98";
+                await ReloadAsync("BGP peers added none, removed none, reset none, 1 unchanged");
+                Assert.Contains("SIGHUP: routes:defaultNextHopV4 changed in", output(), StringComparison.Ordinal);
+                Assert.Equal(2, Ups(birdB));
+                Assert.False(await birdA.IsEstablishedAsync());
                 Assert.False(daemon.HasExited);
             }
             finally

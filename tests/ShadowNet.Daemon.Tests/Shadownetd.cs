@@ -102,11 +102,15 @@ internal static class Shadownetd
         return ((IPEndPoint)socket.LocalEndPoint!).Port;
     }
 
-    /// <summary>BIRD 2 on 127.0.0.2 expecting shadownetd (AS 65003) from 127.0.0.3; <paramref name="ipv4"/>: the channel body.</summary>
-    public static BirdPeer Bird(int port, string ipv4 = "import all; export none;") => new($$"""
+    /// <summary>
+    /// BIRD 2 on 127.0.0.2 expecting shadownetd (AS 65003) from 127.0.0.3; <paramref name="ipv4"/>: the channel
+    /// body; <paramref name="logStates"/>: its log has a line for each state change of the session.
+    /// </summary>
+    public static BirdPeer Bird(int port, string ipv4 = "import all; export none;", bool logStates = false) => new($$"""
           local 127.0.0.2 port {{port}} as 65002;
           neighbor 127.0.0.3 as 65003;
           multihop; strict bind on; passive on; hold time 30;
+          {{(logStates ? "debug { states };" : "")}}
           ipv4 { {{ipv4}} };
         """);
 }

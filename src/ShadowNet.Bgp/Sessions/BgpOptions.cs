@@ -46,4 +46,18 @@ public sealed class BgpPeerOptions
     public int? TtlSecurityHops { get; set; }
 
     public string DisplayName => string.IsNullOrEmpty(Name) ? $"{Address}:{Port}" : Name;
+
+    /// <summary>
+    /// Whether a session configured with <paramref name="other"/> is the same as one with these options:
+    /// everything but the name, which only labels it.
+    /// </summary>
+    public bool SameSessionAs(BgpPeerOptions other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        return Address.Equals(other.Address) && Port == other.Port && Equals(LocalAddress, other.LocalAddress)
+            && RemoteAs == other.RemoteAs && Passive == other.Passive && HoldTimeSeconds == other.HoldTimeSeconds
+            && ConnectRetry == other.ConnectRetry && ConnectRetryMax == other.ConnectRetryMax
+            && Families.SequenceEqual(other.Families) && MaxPrefixes == other.MaxPrefixes && Equals(NextHopV6, other.NextHopV6)
+            && ExtendedMessage == other.ExtendedMessage && Password == other.Password && TtlSecurityHops == other.TtlSecurityHops;
+    }
 }

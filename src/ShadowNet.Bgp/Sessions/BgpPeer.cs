@@ -22,12 +22,18 @@ public sealed partial class BgpPeer
     private readonly SemaphoreSlim _connectionEnded = new(0);
     private volatile BgpSessionState _state = BgpSessionState.Idle;
     private long _updatesSent, _updatesReceived, _prefixesSent, _established, _treatedAsWithdraw, _attributesDiscarded;
+    // Its state machine and the connections accepted for it run until the speaker stops or the peer is
+    // removed (a configuration reload), whichever comes first.
+    private readonly CancellationTokenSource _lifetime;
+    private readonly HashSet<Task> _accepted = [];
+    private Task? _running;
 
-    internal BgpPeer(BgpSpeaker speaker, BgpPeerOptions options, ILogger logger)
+    internal BgpPeer(BgpSpeaker speaker, BgpPeerOptions options, ILogger logger, CancellationToken speakerStopping)
     {
         _speaker = speaker;
         Options = options;
         _logger = logger;
+        _lifetime = CancellationTokenSource.CreateLinkedTokenSource(speakerStopping);
     }
 
     public BgpPeerOptions Options { get; }
@@ -184,8 +190,47 @@ public sealed partial class BgpPeer
         }
     }
 
+    /// <summary>Starts the state machine (connecting, for an active peer).</summary>
+    internal void Start() => _running = Task.Run(() => RunAsync(_lifetime.Token));
+
     /// <summary>Takes a connection the listener accepted from this peer's address.</summary>
-    internal Task AcceptAsync(Socket socket, CancellationToken ct) => HandleConnectionAsync(socket, outgoing: false, ct);
+    internal void Accept(Socket socket)
+    {
+        var task = Task.Run(() => HandleConnectionAsync(socket, outgoing: false, _lifetime.Token), CancellationToken.None);
+        lock (_accepted)
+            _accepted.Add(task);
+        // Each removes itself when it ends, so a flapping peer leaks nothing.
+        _ = task.ContinueWith(t =>
+        {
+            lock (_accepted)
+                _accepted.Remove(t);
+        }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    /// <summary>The state machine and the accepted connections still running.</summary>
+    internal Task[] Running()
+    {
+        lock (_accepted)
+            return _running is null ? [.. _accepted] : [_running, .. _accepted];
+    }
+
+    /// <summary>
+    /// Ends the peer for good (it was removed from the configuration): each connection closes with
+    /// <paramref name="notification"/>, and the state machine stops; waits at most <paramref name="patience"/>.
+    /// </summary>
+    internal async Task StopAsync(NotificationMessage notification, TimeSpan patience)
+    {
+        CloseAll(notification);
+        await _lifetime.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await Task.WhenAll(Running()).WaitAsync(patience).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or TimeoutException)
+        {
+        }
+        SetState(BgpSessionState.Idle);
+    }
 
     /// <summary>Closes every connection with the given NOTIFICATION (for example an RFC 8203 shutdown).</summary>
     internal void CloseAll(NotificationMessage notification)

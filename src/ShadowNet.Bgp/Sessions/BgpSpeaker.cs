@@ -14,11 +14,13 @@ namespace ShadowNet.Bgp.Sessions;
 /// </summary>
 public sealed partial class BgpSpeaker : IAsyncDisposable
 {
-    private readonly List<BgpPeer> _peers = [];
+    // Copy on write: readers (the accept loop, metrics, the API) take the array as it is; the writers
+    // (adding and removing peers) hold _peersLock.
+    private BgpPeer[] _peers = [];
+    private readonly Lock _peersLock = new();
+    private bool _started;
     private readonly List<Socket> _listeners = [];
     private readonly List<Task> _tasks = [];
-    /// <summary>Accepted connections still running; each removes itself when it ends, so a flapping peer leaks nothing.</summary>
-    private readonly HashSet<Task> _accepted = [];
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
@@ -40,24 +42,88 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
     public BgpSpeakerOptions Options { get; }
     public TimeProvider TimeProvider { get; }
     public LocRib LocRib { get; }
-    public IReadOnlyList<BgpPeer> Peers => _peers;
+    public IReadOnlyList<BgpPeer> Peers => Volatile.Read(ref _peers);
 
     /// <summary>Peers whose session is Established now.</summary>
-    public int PeersEstablished => _peers.Count(p => p.State == BgpSessionState.Established);
+    public int PeersEstablished => Peers.Count(p => p.State == BgpSessionState.Established);
     /// <summary>The endpoints actually bound (port 0 in the options becomes the chosen port).</summary>
     public IReadOnlyList<IPEndPoint> ListenEndPoints => _listeners.Select(l => (IPEndPoint)l.LocalEndPoint!).ToList();
 
+    /// <summary>Adds a neighbor; once the speaker has started, its state machine starts at once.</summary>
     public BgpPeer AddPeer(BgpPeerOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var peer = new BgpPeer(this, options, _loggerFactory.CreateLogger<BgpPeer>());
-        lock (_peers)
+        var peer = new BgpPeer(this, options, _loggerFactory.CreateLogger<BgpPeer>(), _stopping.Token);
+        lock (_peersLock)
         {
-            _peers.Add(peer);
             foreach (var listener in _listeners)
                 Secure(listener, options);
+            Volatile.Write(ref _peers, [.. _peers, peer]);
+            if (_started)
+                peer.Start();
         }
         return peer;
+    }
+
+    /// <summary>
+    /// Removes a neighbor: its sessions close with <paramref name="notification"/> (RFC 4486: Cease, Peer
+    /// De-configured when it is gone from the configuration), and connections from its address are
+    /// refused from now on. Waits up to 5 seconds for its connections to end.
+    /// </summary>
+    public async Task RemovePeerAsync(BgpPeer peer, NotificationMessage notification)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        lock (_peersLock)
+        {
+            if (!_peers.Contains(peer))
+                return;
+            Volatile.Write(ref _peers, [.. _peers.Where(p => p != peer)]);
+            // The listeners sign for the address only while a configured peer there has a password.
+            if (peer.Options.Password is not null && !_peers.Any(p => p.Options.Address.Equals(peer.Options.Address) && p.Options.Password is not null))
+                foreach (var listener in _listeners)
+                    Unsecure(listener, peer.Options.Address);
+        }
+        await peer.StopAsync(notification, TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Makes the peers those of <paramref name="wanted"/>, a neighbor being its address and port: a new one
+    /// is added; one no longer there is removed (Cease, Peer De-configured); one whose settings changed
+    /// is reset (Cease, Other Configuration Change, then it starts again with the new settings); one
+    /// that only changed its name is renamed. The sessions of the others are not touched.
+    /// </summary>
+    public async Task<PeerChanges> ReconcilePeersAsync(IReadOnlyList<BgpPeerOptions> wanted)
+    {
+        ArgumentNullException.ThrowIfNull(wanted);
+        var current = Peers.ToDictionary(p => (p.Options.Address, p.Options.Port));
+        var keys = wanted.Select(o => (o.Address, o.Port)).ToHashSet();
+        List<string> added = [], removed = [], reset = [];
+        var unchanged = 0;
+        foreach (var peer in current.Values.Where(p => !keys.Contains((p.Options.Address, p.Options.Port))))
+        {
+            await RemovePeerAsync(peer, new NotificationMessage(NotificationCode.Cease, NotificationSubcode.PeerDeconfigured, [])).ConfigureAwait(false);
+            removed.Add(peer.Options.DisplayName);
+        }
+        foreach (var options in wanted)
+        {
+            if (!current.TryGetValue((options.Address, options.Port), out var peer))
+            {
+                AddPeer(options);
+                added.Add(options.DisplayName);
+            }
+            else if (!peer.Options.SameSessionAs(options))
+            {
+                await RemovePeerAsync(peer, new NotificationMessage(NotificationCode.Cease, NotificationSubcode.OtherConfigurationChange, [])).ConfigureAwait(false);
+                AddPeer(options);
+                reset.Add(options.DisplayName);
+            }
+            else
+            {
+                peer.Options.Name = options.Name;
+                unchanged++;
+            }
+        }
+        return new PeerChanges(added, removed, reset, unchanged);
     }
 
     public void Announce(RoutePrefix prefix, RouteAttributes attributes) => LocRib.Announce(prefix, attributes);
@@ -81,7 +147,7 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
             var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
             socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
             socket.Bind(endpoint);
-            lock (_peers)
+            lock (_peersLock)
             {
                 foreach (var peer in _peers)
                     Secure(socket, peer.Options);
@@ -91,8 +157,12 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
             _tasks.Add(Task.Run(() => AcceptLoopAsync(socket, _stopping.Token)));
             Log.Listening(_logger, (IPEndPoint)socket.LocalEndPoint!);
         }
-        foreach (var peer in _peers)
-            _tasks.Add(Task.Run(() => peer.RunAsync(_stopping.Token)));
+        lock (_peersLock)
+        {
+            _started = true;
+            foreach (var peer in _peers)
+                peer.Start();
+        }
     }
 
     private async Task AcceptLoopAsync(Socket listener, CancellationToken ct)
@@ -110,9 +180,7 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
             }
             var remote = (IPEndPoint)client.RemoteEndPoint!;
             var address = remote.Address.IsIPv4MappedToIPv6 ? remote.Address.MapToIPv4() : remote.Address;
-            BgpPeer? peer;
-            lock (_peers)
-                peer = _peers.FirstOrDefault(p => p.Options.Address.Equals(address));
+            var peer = Peers.FirstOrDefault(p => p.Options.Address.Equals(address));
             if (peer is null)
             {
                 // RFC 4486 section 4: Connection Rejected for a neighbor we have not configured.
@@ -132,14 +200,7 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
                     continue;
                 }
             }
-            var task = Task.Run(() => peer.AcceptAsync(client, ct), CancellationToken.None);
-            lock (_accepted)
-                _accepted.Add(task);
-            _ = task.ContinueWith(t =>
-            {
-                lock (_accepted)
-                    _accepted.Remove(t);
-            }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            peer.Accept(client);
         }
     }
 
@@ -154,6 +215,12 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
             TcpSecurity.SetMd5Key(listener, peer.Address, password);
         if (peer.TtlSecurityHops is not null)
             TcpSecurity.SendWithMaximumTtl(listener);
+    }
+
+    private static void Unsecure(Socket listener, IPAddress address)
+    {
+        if (listener.AddressFamily == address.AddressFamily || listener.DualMode)
+            TcpSecurity.RemoveMd5Key(listener, address);
     }
 
     private static async Task RejectAsync(Socket client)
@@ -212,16 +279,15 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
     public async Task StopAsync(string? reason = "ShadowNet speaker shutting down", CancellationToken cancellationToken = default)
     {
         var notification = NotificationMessage.Shutdown(reason);
-        foreach (var peer in _peers)
+        var peers = Peers;
+        foreach (var peer in peers)
             peer.CloseAll(notification);
         await _stopping.CancelAsync().ConfigureAwait(false);
         foreach (var l in _listeners)
             l.Dispose();
         try
         {
-            Task[] running;
-            lock (_accepted)
-                running = [.. _tasks, .. _accepted];
+            Task[] running = [.. _tasks, .. peers.SelectMany(p => p.Running())];
             await Task.WhenAll(running).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or TimeoutException)
@@ -244,4 +310,13 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
         [LoggerMessage(11, LogLevel.Warning, "rejected a BGP connection from unconfigured {Remote}")]
         public static partial void Rejected(ILogger logger, IPEndPoint remote);
     }
+}
+
+/// <summary>What <see cref="BgpSpeaker.ReconcilePeersAsync"/> did, by the peers' display names.</summary>
+public sealed record PeerChanges(IReadOnlyList<string> Added, IReadOnlyList<string> Removed, IReadOnlyList<string> Reset, int Unchanged)
+{
+    public override string ToString() =>
+        $"added {Names(Added)}, removed {Names(Removed)}, reset {Names(Reset)}, {Unchanged} unchanged";
+
+    private static string Names(IReadOnlyList<string> names) => names.Count == 0 ? "none" : string.Join(" ", names);
 }

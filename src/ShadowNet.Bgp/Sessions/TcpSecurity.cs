@@ -34,9 +34,17 @@ public static class TcpSecurity
     /// </summary>
     public static void SetMd5Key(Socket socket, IPAddress peer, string password)
     {
-        RequireLinux("TCP MD5 signatures");
         if (CheckPassword(password) is { } problem)
             throw new ArgumentException($"TCP MD5 password {problem}", nameof(password));
+        SetMd5Option(socket, peer, password);
+    }
+
+    /// <summary>Stops signing for <paramref name="peer"/> on a listener (a key of length 0 deletes it).</summary>
+    public static void RemoveMd5Key(Socket socket, IPAddress peer) => SetMd5Option(socket, peer, "");
+
+    private static void SetMd5Option(Socket socket, IPAddress peer, string password)
+    {
+        RequireLinux("TCP MD5 signatures");
         if (socket.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 && peer.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork)
             peer = peer.MapToIPv6(); // a dual-stack socket sees IPv4 peers as ::ffff:a.b.c.d
 

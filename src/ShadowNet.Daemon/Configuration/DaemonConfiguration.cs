@@ -83,10 +83,20 @@ public sealed record DaemonConfiguration
             speaker.Listen.Add(EndPoint(entry.Path, entry.Value));
         }
 
-        var peers = bgp.GetSection("peers").GetChildren().Select(ReadPeer).ToList();
+        var peerSections = bgp.GetSection("peers").GetChildren().ToList();
+        var peers = peerSections.Select(ReadPeer).ToList();
         if (peers.Count == 0)
         {
             throw new ConfigurationException("bgp:peers", "at least one peer is needed");
+        }
+
+        // A neighbor is its address and port: a reload matches peers by them.
+        for (var i = 1; i < peers.Count; i++)
+        {
+            if (peers.FindIndex(0, i, p => p.Address.Equals(peers[i].Address) && p.Port == peers[i].Port) is var first and >= 0)
+            {
+                throw new ConfigurationException($"{peerSections[i].Path}:address", $"{peers[i].Address} port {peers[i].Port} is {peerSections[first].Path}'s too");
+            }
         }
 
         var poolSections = configuration.GetSection("pools").GetChildren().ToList();
