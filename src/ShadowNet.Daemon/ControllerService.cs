@@ -21,7 +21,7 @@ namespace ShadowNet.Daemon;
 /// in reverse: hooks first so nothing new arrives, then BGP with an RFC 8203 shutdown message, then the
 /// store, which commits what is queued.
 /// </summary>
-internal sealed partial class ControllerService(DaemonConfiguration configuration, ILoggerFactory loggers) : IHostedService
+internal sealed partial class ControllerService(DaemonConfiguration configuration, RunningSettings running, ILoggerFactory loggers) : IHostedService
 {
     /// <summary>.NET's own meter: garbage collections and pause time, thread pool, lock contention.</summary>
     private const string RuntimeMeterName = "System.Runtime";
@@ -75,7 +75,7 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             _speaker.AddPeer(peer);
         }
 
-        _metrics = new DaemonMetrics(_allocator, _speaker);
+        _metrics = new DaemonMetrics(_allocator, _speaker, running);
         if (configuration.MetricsListen is { } endPoint)
         {
             // The Prometheus text format over a bare HttpListener: no web stack for one endpoint.
@@ -155,7 +155,7 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
     /// not touched). Any other changed setting is named in a warning and keeps its running value until a
     /// restart. A configuration that does not read changes nothing. One reload at a time.
     /// </summary>
-    public async Task ReloadAsync(string file, Func<(IConfiguration Settings, DaemonConfiguration Configuration)> read, RunningSettings running)
+    public async Task ReloadAsync(string file, Func<(IConfiguration Settings, DaemonConfiguration Configuration)> read)
     {
         await _reloading.WaitAsync();
         try
@@ -168,12 +168,14 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             }
             catch (Exception e) when (e is ConfigurationException or FileNotFoundException or InvalidDataException or FormatException)
             {
+                running.ReloadFailed();
                 Log.ReloadFailed(_log, file, e.Message);
                 return;
             }
 
             if (Parts is not { Speaker: var speaker })
             {
+                running.ReloadFailed();
                 Log.ReloadFailed(_log, file, "shadownetd is starting or stopping");
                 return;
             }
@@ -188,8 +190,7 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             }
 
             var peers = await speaker.ReconcilePeersAsync(reread.Peers);
-            var restart = running.ChangedOutside(settings, taken);
-            running.Took(settings, taken);
+            var restart = running.Took(settings, taken);
             Log.Reloaded(_log, file, keys, peers.ToString());
             if (restart.Count > 0)
             {
@@ -199,6 +200,7 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // A signal handler has no caller to tell: the log is where it goes, and the daemon serves on.
+            running.ReloadFailed();
             Log.ReloadFailed(_log, file, e.ToString());
         }
         finally

@@ -38,7 +38,7 @@ public static class DaemonHost
             }
 
             web.Configuration.AddConfiguration(settings);
-            AddController(web.Services, configuration);
+            AddController(web.Services, configuration, settings);
             logging?.Invoke(web.Logging);
             web.Services.AddGrpc(o =>
             {
@@ -80,14 +80,15 @@ public static class DaemonHost
 
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = HostArguments });
         builder.Configuration.AddConfiguration(settings);
-        AddController(builder.Services, configuration);
+        AddController(builder.Services, configuration, settings);
         logging?.Invoke(builder.Logging);
         return builder.Build();
     }
 
-    private static void AddController(IServiceCollection services, DaemonConfiguration configuration)
+    private static void AddController(IServiceCollection services, DaemonConfiguration configuration, IConfiguration settings)
     {
         services.AddSingleton(configuration);
+        services.AddSingleton(new RunningSettings(settings));
         services.AddSingleton<ControllerService>();
         services.AddHostedService(sp => sp.GetRequiredService<ControllerService>());
         services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(15));

@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using ShadowNet.Bgp.Sessions;
 using ShadowNet.Controller.Allocation;
+using ShadowNet.Daemon.Configuration;
 
 namespace ShadowNet.Daemon;
 
@@ -14,8 +15,17 @@ internal sealed class DaemonMetrics : IDisposable
     public const string MeterName = "ShadowNet.Controller";
     private readonly Meter _meter = new(MeterName);
 
-    public DaemonMetrics(DurableAllocator allocator, BgpSpeaker speaker)
+    public DaemonMetrics(DurableAllocator allocator, BgpSpeaker speaker, RunningSettings settings)
     {
+        _meter.CreateObservableGauge("shadownet.config.last_reload_successful", () => settings.LastReloadSucceeded ? 1 : 0, "1",
+            "0 after a reload (SIGHUP) whose configuration file did not read, until one that did");
+        _meter.CreateObservableCounter("shadownet.config.reloads", () => new[]
+        {
+            new Measurement<long>(settings.ReloadsTaken, new KeyValuePair<string, object?>("outcome", "taken")),
+            new Measurement<long>(settings.ReloadsFailed, new KeyValuePair<string, object?>("outcome", "failed")),
+        }, "{reload}", "Reloads (SIGHUP) by outcome: the file taken, or not read");
+        _meter.CreateObservableGauge("shadownet.config.restart_pending", () => settings.RestartPending.Count, "{setting}",
+            "Settings changed in the file, as of the last reload, that take a restart (the log names them)");
         _meter.CreateObservableGauge("shadownet.pool.addresses", () => PoolAddresses(allocator), "{address}",
             "Addresses per pool and state: free, reserved (staged), active (assigned), cooling (reuse delay)");
         var commits = _meter.CreateHistogram("shadownet.store.commit.duration", "s", "Time to commit one group of allocator operations durably",

@@ -34,11 +34,10 @@ using var fileSizeLimit = OperatingSystem.IsLinux() ? PosixSignalRegistration.Cr
 
 // SIGHUP (systemctl reload) reads the configuration again and takes its hook keys and BGP peers (a key
 // rotation, a new router) without a restart; by default the signal would end the process.
-var running = new RunningSettings(settings);
 using var reload = OperatingSystem.IsWindows() ? null : PosixSignalRegistration.Create(PosixSignal.SIGHUP, signal =>
 {
     signal.Cancel = true;
-    _ = host.Services.GetRequiredService<ControllerService>().ReloadAsync(file, () => Load(), running);
+    _ = host.Services.GetRequiredService<ControllerService>().ReloadAsync(file, () => Load());
 });
 
 try

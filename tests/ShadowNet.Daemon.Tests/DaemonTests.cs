@@ -308,6 +308,10 @@ public class DaemonTests
         await birdA.StartAsync();
         await birdB.StartAsync();
         var config = Config(folder.File("state.db"), portA, udpPort);
+        var metricsPort = TestPorts.Next();
+        config["metrics"] = new JsonObject { ["listen"] = $"127.0.0.1:{metricsPort}" };
+        using var http = new HttpClient();
+        Task<string> Metrics() => http.GetStringAsync($"http://127.0.0.1:{metricsPort}/metrics");
         var peers = (JsonArray)config["bgp"]!["peers"]!;
         var file = folder.File("shadownetd.json");
         await File.WriteAllTextAsync(file, config.ToJsonString());
@@ -359,12 +363,18 @@ public class DaemonTests
                 await Eventually.WaitAsync(() => birdB.RouteCountAsync("master4"), n => n == 2, Patience);
 
                 // A peer setting that cannot work changes nothing; a setting that takes a restart is named and waits.
+                // Both are in the metrics too.
                 peers[0]!["holdTime"] = 2;
                 await ReloadAsync("not taken, nothing changed: bgp:peers:0:holdTime: must be 0 or at least 3");
+                await Eventually.WaitAsync(Metrics, m => System.Text.RegularExpressions.Regex.IsMatch(m, @"\nshadownet_config_last_reload_successful\{[^}]*\} 0\n"), Patience);
+                Assert.Matches(@"\nshadownet_config_reloads_total\{[^}]*outcome=""failed""[^}]*\} 1\n", await Metrics());
                 peers[0]!["holdTime"] = 20;
                 config["routes"]!["defaultNextHopV4"] = "192.0.2.98";
                 await ReloadAsync("BGP peers added none, removed none, reset none, 1 unchanged");
                 Assert.Contains("SIGHUP: routes:defaultNextHopV4 changed in", output(), StringComparison.Ordinal);
+                var metrics = await Eventually.WaitAsync(Metrics, m => System.Text.RegularExpressions.Regex.IsMatch(m, @"\nshadownet_config_last_reload_successful\{[^}]*\} 1\n"), Patience);
+                Assert.Matches(@"\nshadownet_config_restart_pending\{[^}]*\} 1\n", metrics);
+                Assert.Matches(@"\nshadownet_config_reloads_total\{[^}]*outcome=""taken""[^}]*\} 3\n", metrics);
                 Assert.Equal(2, Ups(birdB));
                 Assert.False(await birdA.IsEstablishedAsync());
                 Assert.False(daemon.HasExited);

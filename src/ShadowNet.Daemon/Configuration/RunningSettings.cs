@@ -5,26 +5,40 @@ namespace ShadowNet.Daemon.Configuration;
 /// <summary>
 /// The settings the daemon runs with, flattened to key and value, so that a reload (SIGHUP) can name
 /// what changed in the file that it does not take: those settings keep their running values until a
-/// restart. Only keys are ever reported, never values (the file holds secrets).
+/// restart. Only keys are ever reported, never values (the file holds secrets). It also keeps the
+/// reloads' outcomes, for the metrics.
 /// </summary>
 public sealed class RunningSettings(IConfiguration settings)
 {
     private Dictionary<string, string> _values = Flatten(settings);
+    private long _taken, _failed;
 
-    /// <summary>Keys whose value in <paramref name="reread"/> differs from the running one, outside <paramref name="taken"/> (sections a reload takes).</summary>
-    public IReadOnlyList<string> ChangedOutside(IConfiguration reread, IReadOnlyList<string> taken)
+    /// <summary>False after a reload whose file did not read, until one that did.</summary>
+    public bool LastReloadSucceeded { get; private set; } = true;
+
+    /// <summary>Settings that differ in the file from what runs, found by the last reload taken: they take a restart.</summary>
+    public IReadOnlyList<string> RestartPending { get; private set; } = [];
+
+    public long ReloadsTaken => Interlocked.Read(ref _taken);
+    public long ReloadsFailed => Interlocked.Read(ref _failed);
+
+    public void ReloadFailed()
+    {
+        Interlocked.Increment(ref _failed);
+        LastReloadSucceeded = false;
+    }
+
+    /// <summary>
+    /// The sections <paramref name="taken"/> of <paramref name="reread"/> run now; returns the keys whose
+    /// value there differs from the running one outside them (they take a restart).
+    /// </summary>
+    public IReadOnlyList<string> Took(IConfiguration reread, IReadOnlyList<string> taken)
     {
         var next = Flatten(reread);
-        return [.. _values.Keys.Union(next.Keys, StringComparer.OrdinalIgnoreCase)
+        RestartPending = [.. _values.Keys.Union(next.Keys, StringComparer.OrdinalIgnoreCase)
             .Where(key => !taken.Any(section => Within(key, section))
                 && _values.GetValueOrDefault(key) != next.GetValueOrDefault(key))
             .Order(StringComparer.OrdinalIgnoreCase)];
-    }
-
-    /// <summary>The sections <paramref name="taken"/> of <paramref name="reread"/> run now.</summary>
-    public void Took(IConfiguration reread, IReadOnlyList<string> taken)
-    {
-        var next = Flatten(reread);
         var values = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         foreach (var (key, value) in _values.Where(e => !taken.Any(section => Within(e.Key, section))))
         {
@@ -37,6 +51,9 @@ public sealed class RunningSettings(IConfiguration settings)
         }
 
         _values = values;
+        Interlocked.Increment(ref _taken);
+        LastReloadSucceeded = true;
+        return RestartPending;
     }
 
     private static bool Within(string key, string section) =>
