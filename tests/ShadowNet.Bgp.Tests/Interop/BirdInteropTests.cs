@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using ShadowNet.Bgp.Sessions;
+using ShadowNet.Bgp.Wire;
 using ShadowNet.Bgp.Tests.Support;
 using static ShadowNet.Bgp.Tests.Support.InteropRoutes;
 
@@ -77,6 +78,38 @@ public class BirdInteropTests
         speaker.Start();
         await bird.StartAsync();
         await WaitEstablishedAsync(peer, Patience);
+        Assert.Equal(100, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 100, Patience));
+    }
+
+    [Fact]
+    public async Task RemovedPeerIsToldPeerDeconfiguredItsReconnectsAreRefusedAndAddingItBackRestoresTheSession()
+    {
+        var ourPort = TestPorts.Next();
+        await using var bird = new BirdPeer($$"""
+              local 127.0.0.2 port {{TestPorts.Next()}} as 65002;
+              neighbor {{OurAddress}} port {{ourPort}} as {{OurAs}};
+              multihop; connect delay time 1; connect retry time 1; error wait time 1, 2;
+              ipv4 { import all; export none; };
+            """);
+        await using var speaker = Speaker(listenPort: ourPort);
+        speaker.Announce(V4(100), V4Attributes);
+        var peer = speaker.AddPeer(Peer("127.0.0.2", 179, 65002, passive: true));
+        speaker.Start();
+        await bird.StartAsync();
+        await WaitEstablishedAsync(peer, Patience);
+        Assert.Equal(100, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 100, Patience));
+
+        await speaker.RemovePeerAsync(peer, new NotificationMessage(NotificationCode.Cease, NotificationSubcode.PeerDeconfigured, []));
+        Assert.Empty(speaker.Peers);
+        Assert.Equal(BgpSessionState.Idle, peer.State);
+        Assert.Equal(0, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 0, Patience));
+        Assert.Contains("Received: Peer de-configured", bird.Log, StringComparison.Ordinal);
+        // BIRD keeps connecting; the listener answers RFC 4486's Connection Rejected now.
+        Assert.Contains("Received: Connection rejected", await Eventually.WaitAsync(() => Task.FromResult(bird.Log), l => l.Contains("Received: Connection rejected", StringComparison.Ordinal), Patience), StringComparison.Ordinal);
+        Assert.Equal(1, peer.EstablishedCount);
+
+        var again = speaker.AddPeer(Peer("127.0.0.2", 179, 65002, passive: true));
+        await WaitEstablishedAsync(again, Patience);
         Assert.Equal(100, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 100, Patience));
     }
 
