@@ -78,7 +78,10 @@ internal static class TestPorts
     }
 }
 
-/// <summary>Polls a condition until it holds or the time runs out (bounded: every interop wait ends).</summary>
+/// <summary>
+/// Polls a condition until it holds or the time runs out (bounded: every interop wait ends). Running out
+/// fails the test with the last value seen: a wait is an assertion, even where its result is not used.
+/// </summary>
 internal static class Eventually
 {
     public static async Task<T> WaitAsync<T>(Func<Task<T>> probe, Func<T, bool> done, TimeSpan timeout, TimeSpan? interval = null)
@@ -88,10 +91,20 @@ internal static class Eventually
         while (!done(last))
         {
             if (deadline.Elapsed > timeout)
-                return last;
+                throw new TimeoutException($"the condition did not hold within {timeout}; the last value seen: {Describe(last)}");
             await Task.Delay(interval ?? TimeSpan.FromMilliseconds(250));
             last = await probe();
         }
         return last;
     }
+
+    private static string Describe<T>(T value) => value switch
+    {
+        null => "null",
+        string { Length: > 4000 } text => $"(its last 4,000 characters) ...{text[^4000..]}",
+        string text => text,
+        System.Collections.IDictionary map => $"{map.Count} entries: {string.Join(", ", map.Keys.Cast<object>().Take(20))}",
+        System.Collections.ICollection items => $"{items.Count} items: {string.Join(", ", items.Cast<object>().Take(20))}",
+        _ => value.ToString() ?? "",
+    };
 }
