@@ -57,6 +57,9 @@ public class CliTests
                 allocations.Select(a => ((string)a!["instance"]!, (string)a["application"]!, (string)a["host"]!)));
             var pools = await CliAsync("pools", "--server", server);
             Assert.Matches(@"dynamic-v4\s+dynamic\s+ipv4\s+253\s+251\s+0\s+2\s+0", pools.Stdout);
+            // No router answers here: the session is down, and for how long it has been.
+            var peers = await CliAsync("peers", "--server", server);
+            Assert.Matches(@"127\.0\.0\.2:\d+\s+65002\s+(Active|Connect)\s+\d+s\s", peers.Stdout);
 
             var stopped = await RunAsync(LibvirtHook, ["web-7", "release", "end", "-"], Xml, environment);
             Assert.Equal((0, "web-7 api 10.9.0.3 deleted\n"), (stopped.Exit, stopped.Stdout));

@@ -52,7 +52,8 @@ public class GrpcApiTests
             var dynamic = await Eventually.WaitAsync(async () => (await api.ListPoolsAsync(new ListPoolsRequest())).Pools.Single(p => p.Name == "dynamic-v4"), p => p.Active == 1, Patience);
             Assert.Equal(("dynamic", 253ul, 1, 0), (dynamic.Kind, dynamic.Size, dynamic.Active, dynamic.Reserved));
             var peer = Assert.Single((await api.ListPeersAsync(new ListPeersRequest())).Peers);
-            Assert.Equal(("127.0.0.2", (uint)65002, "Established"), (peer.Address, peer.RemoteAs, peer.State));
+            Assert.Equal(("127.0.0.2", (uint)65002, "Established", 30u), (peer.Address, peer.RemoteAs, peer.State, peer.HoldTime));
+            Assert.InRange(peer.StateSince.ToDateTimeOffset(), DateTimeOffset.UtcNow - Patience, DateTimeOffset.UtcNow);
             var status = await api.GetStatusAsync(new GetStatusRequest());
             Assert.Equal((1, 1, 1), (status.Peers, status.PeersEstablished, status.ActiveRoutes));
 

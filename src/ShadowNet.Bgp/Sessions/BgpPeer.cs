@@ -27,6 +27,7 @@ public sealed partial class BgpPeer
     private readonly CancellationTokenSource _lifetime;
     private readonly HashSet<Task> _accepted = [];
     private Task? _running;
+    private long _stateSince; // UTC ticks, so that any thread reads it whole
 
     internal BgpPeer(BgpSpeaker speaker, BgpPeerOptions options, ILogger logger, CancellationToken speakerStopping)
     {
@@ -34,10 +35,13 @@ public sealed partial class BgpPeer
         Options = options;
         _logger = logger;
         _lifetime = CancellationTokenSource.CreateLinkedTokenSource(speakerStopping);
+        _stateSince = speaker.TimeProvider.GetUtcNow().UtcTicks;
     }
 
     public BgpPeerOptions Options { get; }
     public BgpSessionState State => _state;
+    /// <summary>When the session entered <see cref="State"/> (for Established: up since).</summary>
+    public DateTimeOffset StateSince => new(Interlocked.Read(ref _stateSince), TimeSpan.Zero);
     public NegotiatedSession? Session { get; private set; }
     public AdjRibIn ReceivedRoutes { get; } = new();
     public long UpdatesSent => Interlocked.Read(ref _updatesSent);
@@ -104,6 +108,7 @@ public sealed partial class BgpPeer
         if (previous == next)
             return;
         _state = next;
+        Interlocked.Exchange(ref _stateSince, _speaker.TimeProvider.GetUtcNow().UtcTicks);
         Log.StateChanged(_logger, Options.DisplayName, previous, next);
         StateChanged?.Invoke(this, next);
     }

@@ -63,8 +63,12 @@ internal static class ControllerCommands
                 ["UDP hooks", reply.UdpHooks.Length > 0 ? reply.UdpHooks : "off"])),
         Query("peers", "BGP peers and their sessions",
             async api => await api.ListPeersAsync(new ListPeersRequest()),
-            reply => Table.Columns(["PEER", "ADDRESS", "AS", "STATE", "PREFIXES SENT", "UPDATES OUT", "UPDATES IN", "LAST ERROR"],
-                reply.Peers.Select(p => new[] { p.Name, $"{p.Address}:{p.Port}", p.RemoteAs.ToString(), p.State, p.PrefixesSent.ToString(), p.UpdatesSent.ToString(), p.UpdatesReceived.ToString(), p.LastError }))),
+            reply => Table.Columns(["PEER", "ADDRESS", "AS", "STATE", "FOR", "HOLD", "PREFIXES SENT", "UPDATES OUT", "UPDATES IN", "LAST ERROR"],
+                reply.Peers.Select(p => new[]
+                {
+                    p.Name, $"{p.Address}:{p.Port}", p.RemoteAs.ToString(), p.State, Since(p.StateSince), p.HoldTime > 0 ? $"{p.HoldTime}s" : "",
+                    p.PrefixesSent.ToString(), p.UpdatesSent.ToString(), p.UpdatesReceived.ToString(), p.LastError,
+                }))),
         Query("pools", "Address pools: free, reserved (staged), active, cooling",
             async api => await api.ListPoolsAsync(new ListPoolsRequest()),
             reply => Table.Columns(["POOL", "KIND", "FAMILY", "SIZE", "FREE", "RESERVED", "ACTIVE", "COOLING"],
@@ -90,6 +94,22 @@ internal static class ControllerCommands
     /// The standard gRPC health check (grpc.health.v1): exit 0 when serving, 1 when not (starting,
     /// stopping, or the store has failed; <c>status</c> says why) or unreachable. For container probes.
     /// </summary>
+    /// <summary>How long ago, as routers print it: 45s, 3m12s, 2h05m, 4d03h.</summary>
+    private static string Since(Google.Protobuf.WellKnownTypes.Timestamp? time)
+    {
+        if (time is null)
+        {
+            return "";
+        }
+
+        var span = DateTimeOffset.UtcNow - time.ToDateTimeOffset();
+        return span < TimeSpan.Zero ? "0s"
+            : span.TotalMinutes < 1 ? $"{span.Seconds}s"
+            : span.TotalHours < 1 ? $"{span.Minutes}m{span.Seconds:00}s"
+            : span.TotalDays < 1 ? $"{span.Hours}h{span.Minutes:00}m"
+            : $"{(int)span.TotalDays}d{span.Hours:00}h";
+    }
+
     private static Command Health()
     {
         var command = new Command("health", "Whether shadownetd serves (gRPC health check): exit 0 serving, 1 not or unreachable");

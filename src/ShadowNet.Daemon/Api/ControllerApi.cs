@@ -172,6 +172,8 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
                 UpdatesReceived = peer.UpdatesReceived,
                 EstablishedCount = peer.EstablishedCount,
                 LastError = peer.LastError ?? "",
+                StateSince = Timestamp.FromDateTimeOffset(peer.StateSince),
+                HoldTime = peer.Session?.HoldTimeSeconds ?? 0,
             });
         }
 
