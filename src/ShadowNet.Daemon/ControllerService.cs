@@ -1,3 +1,4 @@
+using ShadowNet.Addressing.Pools;
 using System.Net;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
@@ -173,7 +174,7 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
                 return;
             }
 
-            if (Parts is not { Speaker: var speaker })
+            if (Parts is not { Speaker: var speaker, Manager: var manager, Allocator: var allocator })
             {
                 running.ReloadFailed();
                 Log.ReloadFailed(_log, file, "shadownetd is starting or stopping");
@@ -190,11 +191,12 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             }
 
             var peers = await speaker.ReconcilePeersAsync(reread.Peers);
+            var (grown, refused) = await GrowPoolsAsync(manager, allocator, reread.Pools, taken);
             var restart = running.Took(settings, taken);
-            Log.Reloaded(_log, file, keys, peers.ToString());
+            Log.Reloaded(_log, file, keys, peers.ToString(), grown.Count == 0 ? "none" : string.Join(", ", grown));
             if (restart.Count > 0)
             {
-                Log.ReloadNeedsRestart(_log, string.Join(", ", restart), file);
+                Log.ReloadNeedsRestart(_log, string.Join(", ", restart), file, string.Concat(refused.Select(r => $" {r}.")));
             }
         }
         catch (Exception e) when (e is not OutOfMemoryException)
@@ -207,6 +209,43 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
         {
             _reloading.Release();
         }
+    }
+
+    /// <summary>
+    /// A pool of the file that only adds prefixes to the running pool in its place grows (its
+    /// <c>pools:N:prefixes</c> and <c>exclude</c> are then taken); any other change to the pools takes a
+    /// restart, and why is returned for the warning that names its keys.
+    /// </summary>
+    private static async Task<(List<string> Grown, List<string> Refused)> GrowPoolsAsync(
+        ActiveRouteManager manager, DurableAllocator allocator, IReadOnlyList<PoolDefinition> wanted, List<string> taken)
+    {
+        var running = await allocator.ReadAsync(a => a.Pools.ToList());
+        List<string> grown = [], refused = [];
+        for (var i = 0; i < Math.Min(running.Count, wanted.Count); i++)
+        {
+            if (running[i].Name != wanted[i].Name)
+            {
+                continue;
+            }
+
+            try
+            {
+                if (running[i].AddedBy(wanted[i]).Count == 0)
+                {
+                    continue;
+                }
+
+                grown.Add($"{wanted[i].Name} +{await manager.GrowPoolAsync(wanted[i])} addresses");
+                taken.Add($"pools:{i}:prefixes");
+                taken.Add($"pools:{i}:exclude");
+            }
+            catch (PoolConfigurationException e)
+            {
+                refused.Add(e.Message);
+            }
+        }
+
+        return (grown, refused);
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
@@ -272,13 +311,13 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             + "require client certificates (grpc:tls with clientCa), or listen on loopback or a Unix socket")]
         public static partial void GrpcOpenToAnyone(ILogger logger, string endPoint);
 
-        [LoggerMessage(7, LogLevel.Information, "SIGHUP: {File} taken: hook key ids {Ids}; BGP peers {Peers}")]
-        public static partial void Reloaded(ILogger logger, string file, string ids, string peers);
+        [LoggerMessage(7, LogLevel.Information, "SIGHUP: {File} taken: hook key ids {Ids}; BGP peers {Peers}; pools grown: {Pools}")]
+        public static partial void Reloaded(ILogger logger, string file, string ids, string peers, string pools);
 
         [LoggerMessage(8, LogLevel.Error, "SIGHUP: {File} not taken, nothing changed: {Problem}")]
         public static partial void ReloadFailed(ILogger logger, string file, string problem);
 
-        [LoggerMessage(9, LogLevel.Warning, "SIGHUP: {Keys} changed in {File}: these take a restart, and keep their running values until then")]
-        public static partial void ReloadNeedsRestart(ILogger logger, string keys, string file);
+        [LoggerMessage(9, LogLevel.Warning, "SIGHUP: {Keys} changed in {File}: these take a restart, and keep their running values until then.{Why}")]
+        public static partial void ReloadNeedsRestart(ILogger logger, string keys, string file, string why);
     }
 }

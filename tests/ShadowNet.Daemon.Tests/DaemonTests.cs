@@ -388,6 +388,65 @@ public class DaemonTests
     }
 
     [Fact]
+    public async Task SighupGrowsAPoolThatRanOutAndItsNewAddressesAreAnnouncedWhileTakingAddressesOutWaitsForARestart()
+    {
+        using var folder = new TempDirectory("daemon-grow");
+        var (birdPort, udpPort) = (TestPorts.Next(), FreeUdpPort());
+        await using var bird = Bird(birdPort);
+        await bird.StartAsync();
+        var config = Config(folder.File("state.db"), birdPort, udpPort);
+        var dynamic = config["pools"]![1]!.AsObject();
+        dynamic["prefixes"] = new JsonArray("10.9.0.0/30"); // two addresses: .1 and .2
+        dynamic.Remove("exclude");
+        var file = folder.File("shadownetd.json");
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+        using var client = new HookClient(new IPEndPoint(IPAddress.Loopback, udpPort), 1, Convert.FromHexString(KeyHex), 1_000) { MaxAttempts = 12 };
+        async Task<(HookStatus, Address?)> CreateAsync(string instance)
+        {
+            var reply = await client.CreateAsync(instance, "web", IpFamily.IPv4, Address.Parse("192.0.2.20"));
+            return (reply.Status, reply.Status == HookStatus.Exhausted ? null : reply.Address);
+        }
+
+        var (daemon, output) = StartCollectingOutput(file);
+        using (daemon)
+        {
+            async Task ReloadAsync(string expected)
+            {
+                await File.WriteAllTextAsync(file, config.ToJsonString());
+                Signal(daemon, "HUP");
+                await Eventually.WaitAsync(() => Task.FromResult(output()), o => o.Contains(expected, StringComparison.Ordinal), Patience);
+            }
+
+            try
+            {
+                Assert.Equal((HookStatus.Miss, Address.Parse("10.9.0.1")), await CreateAsync("vm-1"));
+                Assert.Equal((HookStatus.Miss, Address.Parse("10.9.0.2")), await CreateAsync("vm-2"));
+                Assert.Equal((HookStatus.Exhausted, null), await CreateAsync("vm-3"));
+
+                dynamic["prefixes"] = new JsonArray("10.9.0.0/30", "10.9.1.0/30");
+                await ReloadAsync("pools grown: dynamic-v4 +2 addresses");
+                Assert.Equal((HookStatus.Miss, Address.Parse("10.9.1.1")), await CreateAsync("vm-3"));
+                // The export guard took the new prefix with the pool: its address is announced.
+                var routes = await Eventually.WaitAsync(() => bird.RoutesAsync("master4"), r => r.Count == 3, Patience);
+                Assert.Equal("192.0.2.20", routes["10.9.1.1/32"].NextHop);
+
+                // Taking a prefix out waits for a restart, with the reason; the pool serves on as it was.
+                dynamic["prefixes"] = new JsonArray("10.9.1.0/30");
+                await ReloadAsync("pools:1:prefixes:0, pools:1:prefixes:1 changed in");
+                Assert.Contains("pools grown: none", output(), StringComparison.Ordinal);
+                Assert.Contains("pool 'dynamic-v4': addresses 10.9.0.1-10.9.0.2 are no longer all in it", output(), StringComparison.Ordinal);
+                Assert.Equal((HookStatus.Miss, Address.Parse("10.9.1.2")), await CreateAsync("vm-4"));
+                Assert.Equal(4, (await Eventually.WaitAsync(() => bird.RoutesAsync("master4"), r => r.Count == 4, Patience)).Count);
+            }
+            finally
+            {
+                daemon.Kill();
+                await daemon.WaitForExitAsync();
+            }
+        }
+    }
+
+    [Fact]
     public async Task TheLocRibIsSizedForAsManyRoutesAsTheAllocatorsTablesHoldLeases()
     {
         using var folder = new TempDirectory("daemon-sizing");

@@ -136,6 +136,39 @@ public sealed class AddressAllocator
     public IEnumerable<PoolDefinition> Pools => _pools.Select(p => p.Definition);
 
     /// <summary>
+    /// Adds to a pool while serving what <paramref name="grown"/> adds to it (new prefixes: see
+    /// <see cref="PoolDefinition.AddedBy"/>); the addresses it holds stay as they are. Returns how many
+    /// addresses it can hand out now that it could not before.
+    /// </summary>
+    public ulong GrowPool(PoolDefinition grown)
+    {
+        ArgumentNullException.ThrowIfNull(grown);
+        if (!_poolsByName.TryGetValue(grown.Name, out var pool))
+        {
+            throw new PoolConfigurationException($"pool '{grown.Name}' is not one of this allocator's; a new pool takes a restart");
+        }
+
+        var added = pool.Definition.AddedBy(grown);
+        foreach (var other in _pools.Where(p => p != pool))
+        {
+            foreach (var range in added)
+            {
+                foreach (var prefix in other.Definition.Prefixes)
+                {
+                    if (PoolDefinition.Overlaps(range, AddressRange.Of(prefix)))
+                    {
+                        throw new PoolConfigurationException($"pool '{grown.Name}': addresses {range.First}-{range.Last} overlap {prefix} of pool '{other.Name}'");
+                    }
+                }
+            }
+        }
+
+        var before = pool.Size;
+        pool.Grow(grown, added);
+        return pool.Size - before;
+    }
+
+    /// <summary>
     /// Pre-allocates <paramref name="count"/> addresses for an application from its shadow pools.
     /// Reserves what it can; the status is <see cref="ReserveStatus.Exhausted"/> when that is fewer.
     /// </summary>

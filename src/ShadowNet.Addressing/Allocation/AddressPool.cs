@@ -8,8 +8,8 @@ namespace ShadowNet.Addressing.Allocation;
 /// </summary>
 internal sealed class AddressPool
 {
-    private readonly AddressRange[] _ranges;
-    private readonly BlockBitmap[] _blocks;
+    private AddressRange[] _ranges;
+    private BlockBitmap[] _blocks;
     private readonly long _reuseDelayMs;
     private readonly RingDeque<Quarantined> _quarantine;
     private int _firstBlockWithFree;
@@ -20,12 +20,7 @@ internal sealed class AddressPool
     {
         Definition = definition;
         _ranges = [.. definition.UsableRanges()];
-        _blocks = new BlockBitmap[_ranges.Length];
-        for (var i = 0; i < _ranges.Length; i++)
-        {
-            var count = _ranges[i].Count;
-            _blocks[i] = new BlockBitmap(count > BlockBitmap.MaxTracked ? BlockBitmap.MaxTracked : (ulong)count);
-        }
+        _blocks = [.. _ranges.Select(BlockFor)];
 
         _reuseDelayMs = (long)definition.ReuseDelay.TotalMilliseconds;
         // Sized for a busy reuse delay up front: growing it later copies it on the large object heap.
@@ -33,7 +28,7 @@ internal sealed class AddressPool
         _quarantine = new RingDeque<Quarantined>((int)Math.Min(Size, (ulong)cooling));
     }
 
-    public PoolDefinition Definition { get; }
+    public PoolDefinition Definition { get; private set; }
 
     public string Name => Definition.Name;
 
@@ -84,6 +79,22 @@ internal sealed class AddressPool
     public int QuarantinedCount { get; set; }
 
     public int CreatedChunks => _blocks.Sum(b => b.CreatedChunks);
+
+    /// <summary>
+    /// Takes the ranges <paramref name="grown"/> adds (<see cref="PoolDefinition.AddedBy"/>), all free; the
+    /// ranges it had keep what they hold.
+    /// </summary>
+    public void Grow(PoolDefinition grown, IReadOnlyList<AddressRange> added)
+    {
+        var ranges = _ranges.Zip(_blocks, (range, block) => (Range: range, Block: block))
+            .Concat(added.Select(range => (Range: range, Block: BlockFor(range))))
+            .OrderBy(pair => pair.Range.First)
+            .ToList();
+        _ranges = [.. ranges.Select(pair => pair.Range)];
+        _blocks = [.. ranges.Select(pair => pair.Block)];
+        _firstBlockWithFree = 0;
+        Definition = grown;
+    }
 
     /// <summary>Takes the lowest free address, after returning the quarantined ones whose delay is over.</summary>
     public bool TryTake(long nowMs, out Address address, Func<Address, bool>? onQuarantineOver = null)
@@ -173,6 +184,10 @@ internal sealed class AddressPool
             }
         }
     }
+
+    /// <summary>A range's free space; a range past <see cref="BlockBitmap.MaxTracked"/> addresses is tracked up to that many.</summary>
+    private static BlockBitmap BlockFor(AddressRange range) =>
+        new(range.Count > BlockBitmap.MaxTracked ? BlockBitmap.MaxTracked : (ulong)range.Count);
 
     /// <summary>Finds the block and offset of an address, by binary search over the sorted ranges.</summary>
     private bool TryLocate(Address address, out int block, out ulong offset)

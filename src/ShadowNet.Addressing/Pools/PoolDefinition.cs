@@ -85,6 +85,38 @@ public sealed record PoolDefinition(
         }
     }
 
+    /// <summary>
+    /// The usable ranges <paramref name="grown"/> adds to this pool when it only adds to it (prefixes, and
+    /// exclusions inside those): what a running allocator can take without a restart. Otherwise throws,
+    /// naming what else changed.
+    /// </summary>
+    public IReadOnlyList<AddressRange> AddedBy(PoolDefinition grown)
+    {
+        ArgumentNullException.ThrowIfNull(grown);
+        if (grown.Name != Name)
+        {
+            throw new PoolConfigurationException($"pool '{Name}' is not pool '{grown.Name}'");
+        }
+
+        grown.Validate();
+        if (grown.Kind != Kind || grown.Application != Application || grown.ReuseDelay != ReuseDelay || grown.ExcludeEdges != ExcludeEdges || grown.Family != Family)
+        {
+            throw new PoolConfigurationException($"pool '{Name}': only prefixes can be added while it runs; a change of kind, application, reuse delay or edges takes a restart");
+        }
+
+        var before = UsableRanges();
+        var after = grown.UsableRanges();
+        foreach (var range in before)
+        {
+            if (!after.Contains(range))
+            {
+                throw new PoolConfigurationException($"pool '{Name}': addresses {range.First}-{range.Last} are no longer all in it; taking addresses out of a pool takes a restart");
+            }
+        }
+
+        return [.. after.Where(range => !before.Contains(range))];
+    }
+
     /// <summary>The address ranges that can be handed out: prefixes minus edges minus exclusions, sorted.</summary>
     public IReadOnlyList<AddressRange> UsableRanges()
     {

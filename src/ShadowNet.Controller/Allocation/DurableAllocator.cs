@@ -411,6 +411,18 @@ public sealed class DurableAllocator : IAsyncDisposable
     }
 
     /// <summary>
+    /// Adds to a pool what <paramref name="grown"/> adds to it (see <see cref="AddressAllocator.GrowPool"/>),
+    /// in order with the other operations; nothing is stored, since the pools come from the configuration.
+    /// </summary>
+    public ValueTask<ulong> GrowPoolAsync(PoolDefinition grown, CancellationToken cancellationToken = default) =>
+        Submit<(DurableAllocator self, PoolDefinition grown), ulong>(static (a, x) =>
+        {
+            var added = a.GrowPool(x.grown);
+            x.self._poolUsageStale = true; // the sizes changed, and no lease did
+            return added;
+        }, (this, grown), cancellationToken);
+
+    /// <summary>
     /// Runs a read against the allocator on the applier thread, in order with the writes, so it sees every
     /// operation submitted before it; it completes once those are committed.
     /// </summary>

@@ -108,8 +108,9 @@ public sealed class ActiveRouteManager : IHookHandler
 
     private readonly DurableAllocator _allocator;
     private readonly BgpSpeaker _speaker;
-    private readonly AddressRange[] _exportable;
-    private readonly AddressRange[] _communityStaged;
+    // Replaced whole when a pool grows (a reload); the readers take the array as it is.
+    private AddressRange[] _exportable;
+    private AddressRange[] _communityStaged;
     private readonly ConcurrentDictionary<(IPAddress NextHop, bool Staged), RouteAttributes> _attributes = new();
     private readonly HashSet<(string Application, IpFamily Family)> _warm;
     private readonly IMetricWindowSource? _windows;
@@ -417,10 +418,36 @@ public sealed class ActiveRouteManager : IHookHandler
         }
     }
 
+    /// <summary>
+    /// Adds prefixes to a pool while serving (<see cref="PoolDefinition.AddedBy"/>; a configuration reload).
+    /// The export guard takes the new ranges before the allocator does, so that no address from them is
+    /// handed out before its route may be sent. Returns the addresses added; throws, changing nothing, when
+    /// <paramref name="grown"/> does more than add.
+    /// </summary>
+    public async Task<ulong> GrowPoolAsync(PoolDefinition grown, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(grown);
+        var current = await _allocator.ReadAsync(a => a.Pools.FirstOrDefault(p => p.Name == grown.Name), cancellationToken)
+            ?? throw new PoolConfigurationException($"pool '{grown.Name}' is not one of this allocator's; a new pool takes a restart");
+        var added = current.AddedBy(grown);
+        if (added.Count == 0)
+        {
+            return 0;
+        }
+
+        Volatile.Write(ref _exportable, [.. _exportable, .. added]);
+        if (Options.Staging.TryGetValue(grown.Name, out var mode) && mode == StagingMode.Community)
+        {
+            Volatile.Write(ref _communityStaged, [.. _communityStaged, .. added]);
+        }
+
+        return await _allocator.GrowPoolAsync(grown, cancellationToken);
+    }
+
     /// <summary>True when <paramref name="address"/> may be announced: inside a configured pool.</summary>
     public bool IsExportable(Address address)
     {
-        foreach (var range in _exportable)
+        foreach (var range in Volatile.Read(ref _exportable))
         {
             if (range.Contains(address))
             {
@@ -434,7 +461,7 @@ public sealed class ActiveRouteManager : IHookHandler
     /// <summary>True when reservations of the pool holding <paramref name="address"/> are sent with the shadow community.</summary>
     public bool IsCommunityStaged(Address address)
     {
-        foreach (var range in _communityStaged)
+        foreach (var range in Volatile.Read(ref _communityStaged))
         {
             if (range.Contains(address))
             {

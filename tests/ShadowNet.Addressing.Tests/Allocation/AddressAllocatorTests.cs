@@ -330,4 +330,46 @@ public class AddressAllocatorTests
         error = Assert.Throws<AllocationStateException>(() => NewAllocator().Restore([a, a with { Address = Address.Parse("10.1.0.2") }]));
         Assert.StartsWith("instance 'vm' holds two IPv4 addresses", error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void AGrownPoolHandsOutItsNewPrefixAndKeepsWhatItHeld()
+    {
+        // The new prefix sorts below the old one: the pool's ranges are searched in address order.
+        var allocator = NewAllocator(dynamicPrefix: "10.9.5.0/30");
+        Assert.Equal(ClaimStatus.Miss, allocator.Claim("vm-1", "web", IpFamily.IPv4).Status);
+        Assert.Equal(ClaimStatus.Miss, allocator.Claim("vm-2", "web", IpFamily.IPv4).Status);
+        Assert.Equal(ClaimStatus.Exhausted, allocator.Claim("vm-3", "web", IpFamily.IPv4).Status);
+
+        var grown = new PoolDefinition("dynamic-v4", PoolKind.Dynamic, [IPNetwork.Parse("10.9.5.0/30"), IPNetwork.Parse("10.9.0.0/29")]);
+        Assert.Equal(6ul, allocator.GrowPool(grown));
+
+        Assert.Equal(new ClaimResult(ClaimStatus.Miss, Address.Parse("10.9.0.1"), false), allocator.Claim("vm-3", "web", IpFamily.IPv4));
+        Assert.True(allocator.Release("vm-1", IpFamily.IPv4, out var released));
+        Assert.Equal(Address.Parse("10.9.5.1"), released.Address);
+        Assert.Equal(new ClaimResult(ClaimStatus.Miss, Address.Parse("10.9.0.2"), false), allocator.Claim("vm-4", "web", IpFamily.IPv4));
+        Assert.Equal(grown, allocator.Pools.Single(p => p.Name == "dynamic-v4"));
+        var usage = allocator.PoolUsages().Single(u => u.Pool == "dynamic-v4");
+        Assert.Equal((8ul, 3), (usage.Size, usage.Assigned));
+        Assert.Empty(allocator.CheckInvariants());
+    }
+
+    [Fact]
+    public void OnlyAdditionsGrowAPoolAndTheRestIsRefusedNamingWhatChanged()
+    {
+        var allocator = NewAllocator();
+        PoolDefinition Dynamic(params string[] prefixes) => new("dynamic-v4", PoolKind.Dynamic, [.. prefixes.Select(IPNetwork.Parse)]);
+
+        var error = Assert.Throws<PoolConfigurationException>(() => allocator.GrowPool(Dynamic("10.9.1.0/29")));
+        Assert.Equal("pool 'dynamic-v4': addresses 10.9.0.1-10.9.0.6 are no longer all in it; taking addresses out of a pool takes a restart", error.Message);
+        error = Assert.Throws<PoolConfigurationException>(() => allocator.GrowPool(Dynamic("10.9.0.0/29", "10.1.0.0/30")));
+        Assert.Equal("pool 'dynamic-v4': addresses 10.1.0.1-10.1.0.2 overlap 10.1.0.0/29 of pool 'shadow-v4'", error.Message);
+        error = Assert.Throws<PoolConfigurationException>(() => allocator.GrowPool(new PoolDefinition("dynamic-v4", PoolKind.Shadow, [IPNetwork.Parse("10.9.0.0/29")])));
+        Assert.StartsWith("pool 'dynamic-v4': only prefixes can be added while it runs", error.Message, StringComparison.Ordinal);
+        error = Assert.Throws<PoolConfigurationException>(() => allocator.GrowPool(new PoolDefinition("spare", PoolKind.Dynamic, [IPNetwork.Parse("10.8.0.0/29")])));
+        Assert.Equal("pool 'spare' is not one of this allocator's; a new pool takes a restart", error.Message);
+
+        // Refused growth changes nothing; the same definition adds nothing.
+        Assert.Equal(0ul, allocator.GrowPool(Dynamic("10.9.0.0/29")));
+        Assert.Equal(6ul, allocator.PoolUsages().Single(u => u.Pool == "dynamic-v4").Size);
+    }
 }
