@@ -38,6 +38,8 @@ internal sealed class DaemonMetrics : IDisposable
             "1 once the state store has failed (a commit or its housekeeping): creates and deletes are refused until a restart");
         _meter.CreateObservableGauge("shadownet.bgp.session.established", () => speaker.Peers.Select(p =>
             new Measurement<int>(p.State == BgpSessionState.Established ? 1 : 0, Peer(p))), "{session}", "1 while the BGP session with the peer is established");
+        _meter.CreateObservableGauge("shadownet.bgp.session.shutdown", () => speaker.Peers.Select(p =>
+            new Measurement<int>(p.Options.ShutdownMessage is null ? 0 : 1, Peer(p))), "{session}", "1 while the configuration holds the session with the peer down (bgp:peers:N:shutdown)");
         _meter.CreateObservableCounter("shadownet.bgp.prefixes.advertised", () => speaker.Peers.Select(p =>
             new Measurement<long>(p.PrefixesSent, Peer(p))), "{prefix}", "Prefixes announced to the peer");
         _meter.CreateObservableCounter("shadownet.bgp.updates.sent", () => speaker.Peers.Select(p =>

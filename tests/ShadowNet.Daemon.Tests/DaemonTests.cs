@@ -26,6 +26,7 @@ public class DaemonTests
         { "bgp.peers.0.password", "\"" + new string('k', 81) + "\"", "bgp:peers:0:password: is longer than 80 octets of UTF-8" },
         { "bgp.peers.0.password", "\"\"", "bgp:peers:0:password: is empty" },
         { "bgp.peers.0.ttlSecurityHops", "255", "bgp:peers:0:ttlSecurityHops: '255' is not a whole number from 1 to 254" },
+        { "bgp.peers.0.shutdown", "\"" + new string('m', 256) + "\"", "bgp:peers:0:shutdown: is longer than 255 octets of UTF-8" },
         { "pools.0.prefixes.0", "\"10.1.0.5/16\"", "pools:0:prefixes:0: '10.1.0.5/16' is not a prefix" },
         { "pools.0.prefixes.0", "\"10.1.0.0\"", "pools:0:prefixes:0: '10.1.0.0' is not a prefix" },
         { "pools.1.kind", "\"spare\"", "pools:1:kind: 'spare' is not 'shadow' or 'dynamic'" },
@@ -378,6 +379,67 @@ public class DaemonTests
                 Assert.Equal(2, Ups(birdB));
                 Assert.False(await birdA.IsEstablishedAsync());
                 Assert.False(daemon.HasExited);
+            }
+            finally
+            {
+                daemon.Kill();
+                await daemon.WaitForExitAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task APeerHeldDownForMaintenanceIsToldWhyStaysDownAndComesBackWhenReleased()
+    {
+        using var folder = new TempDirectory("daemon-shutdown");
+        var (birdPort, udpPort, grpcPort, metricsPort) = (TestPorts.Next(), FreeUdpPort(), TestPorts.Next(), TestPorts.Next());
+        await using var bird = Bird(birdPort, logStates: true);
+        await bird.StartAsync();
+        var config = Config(folder.File("state.db"), birdPort, udpPort);
+        config["grpc"] = new JsonObject { ["listen"] = $"127.0.0.1:{grpcPort}" };
+        config["metrics"] = new JsonObject { ["listen"] = $"127.0.0.1:{metricsPort}" };
+        var peer = config["bgp"]!["peers"]![0]!.AsObject();
+        peer["name"] = "tor-a";
+        var file = folder.File("shadownetd.json");
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress($"http://127.0.0.1:{grpcPort}");
+        var api = new ShadowNet.Api.V1.Controller.ControllerClient(channel);
+        using var http = new HttpClient();
+        using var client = new HookClient(new IPEndPoint(IPAddress.Loopback, udpPort), 1, Convert.FromHexString(KeyHex), 1_000) { MaxAttempts = 12 };
+        static int Ups(BirdPeer bird) => bird.Log.Split("State changed to up").Length - 1;
+
+        var (daemon, output) = StartCollectingOutput(file);
+        using (daemon)
+        {
+            async Task ReloadAsync(int resets)
+            {
+                await File.WriteAllTextAsync(file, config.ToJsonString());
+                Signal(daemon, "HUP");
+                await Eventually.WaitAsync(() => Task.FromResult(output()), o => o.Split("BGP peers added none, removed none, reset tor-a, 0 unchanged").Length - 1 == resets, Patience);
+            }
+
+            try
+            {
+                Assert.Equal(HookStatus.Miss, (await client.CreateAsync("vm-1", "web", IpFamily.IPv4, null)).Status);
+                Assert.Single(await Eventually.WaitAsync(() => bird.RoutesAsync("master4"), r => r.Count == 1, Patience));
+
+                peer["shutdown"] = "maintenance window 7";
+                await ReloadAsync(resets: 1);
+                await Eventually.WaitAsync(() => Task.FromResult(bird.Log), l => l.Contains("Received: Administrative shutdown: \"maintenance window 7\"", StringComparison.Ordinal), Patience);
+                Assert.Empty(await Eventually.WaitAsync(() => bird.RoutesAsync("master4"), r => r.Count == 0, Patience));
+                var listed = Assert.Single((await api.ListPeersAsync(new ShadowNet.Api.V1.ListPeersRequest())).Peers);
+                Assert.Equal(("Idle", true, "maintenance window 7"), (listed.State, listed.Shutdown, listed.ShutdownMessage));
+                await Eventually.WaitAsync(() => http.GetStringAsync($"http://127.0.0.1:{metricsPort}/metrics"),
+                    m => System.Text.RegularExpressions.Regex.IsMatch(m, @"\nshadownet_bgp_session_shutdown\{[^}]*peer=""tor-a""[^}]*\} 1\n"), Patience);
+                // Creates go on while it is down; the session stays down (the daemon does not connect).
+                Assert.Equal(HookStatus.Miss, (await client.CreateAsync("vm-2", "web", IpFamily.IPv4, null)).Status);
+                await Task.Delay(TimeSpan.FromSeconds(3));
+                Assert.Equal((1, false), (Ups(bird), await bird.IsEstablishedAsync()));
+
+                peer.Remove("shutdown");
+                await ReloadAsync(resets: 2);
+                Assert.Equal(2, await Eventually.WaitAsync(() => Task.FromResult(Ups(bird)), n => n == 2, Patience));
+                Assert.Equal(2, (await Eventually.WaitAsync(() => bird.RoutesAsync("master4"), r => r.Count == 2, Patience)).Count);
             }
             finally
             {

@@ -45,6 +45,12 @@ public sealed class BgpPeerOptions
     /// <summary>RFC 5082 GTSM: send with TTL 255 and accept only segments that crossed at most this many routers (1: directly connected); null for off.</summary>
     public int? TtlSecurityHops { get; set; }
 
+    /// <summary>
+    /// Set: the session is held down (administratively shut down, as for maintenance) and the peer is told
+    /// this text (RFC 8203 / 9003, Cease/Administrative Shutdown) when it closes or tries to connect.
+    /// </summary>
+    public string? ShutdownMessage { get; set; }
+
     public string DisplayName => string.IsNullOrEmpty(Name) ? $"{Address}:{Port}" : Name;
 
     /// <summary>
@@ -58,6 +64,7 @@ public sealed class BgpPeerOptions
             && RemoteAs == other.RemoteAs && Passive == other.Passive && HoldTimeSeconds == other.HoldTimeSeconds
             && ConnectRetry == other.ConnectRetry && ConnectRetryMax == other.ConnectRetryMax
             && Families.SequenceEqual(other.Families) && MaxPrefixes == other.MaxPrefixes && Equals(NextHopV6, other.NextHopV6)
-            && ExtendedMessage == other.ExtendedMessage && Password == other.Password && TtlSecurityHops == other.TtlSecurityHops;
+            && ExtendedMessage == other.ExtendedMessage && Password == other.Password && TtlSecurityHops == other.TtlSecurityHops
+            && ShutdownMessage == other.ShutdownMessage;
     }
 }

@@ -195,13 +195,19 @@ public sealed partial class BgpPeer
         }
     }
 
-    /// <summary>Starts the state machine (connecting, for an active peer).</summary>
-    internal void Start() => _running = Task.Run(() => RunAsync(_lifetime.Token));
+    /// <summary>Starts the state machine (connecting, for an active peer); a peer held down stays Idle.</summary>
+    internal void Start()
+    {
+        if (Options.ShutdownMessage is null)
+            _running = Task.Run(() => RunAsync(_lifetime.Token));
+    }
 
     /// <summary>Takes a connection the listener accepted from this peer's address.</summary>
     internal void Accept(Socket socket)
     {
-        var task = Task.Run(() => HandleConnectionAsync(socket, outgoing: false, _lifetime.Token), CancellationToken.None);
+        var task = Options.ShutdownMessage is { } message
+            ? BgpSpeaker.RefuseAsync(socket, NotificationMessage.Shutdown(message)) // held down: told why, and closed
+            : Task.Run(() => HandleConnectionAsync(socket, outgoing: false, _lifetime.Token), CancellationToken.None);
         lock (_accepted)
             _accepted.Add(task);
         // Each removes itself when it ends, so a flapping peer leaks nothing.

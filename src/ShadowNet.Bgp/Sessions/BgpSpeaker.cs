@@ -89,8 +89,9 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
     /// <summary>
     /// Makes the peers those of <paramref name="wanted"/>, a neighbor being its address and port: a new one
     /// is added; one no longer there is removed (Cease, Peer De-configured); one whose settings changed
-    /// is reset (Cease, Other Configuration Change, then it starts again with the new settings); one
-    /// that only changed its name is renamed. The sessions of the others are not touched.
+    /// is reset (Cease, Other Configuration Change, then it starts again with the new settings; Cease,
+    /// Administrative Shutdown with its message when it is now held down); one that only changed its name
+    /// is renamed. The sessions of the others are not touched.
     /// </summary>
     public async Task<PeerChanges> ReconcilePeersAsync(IReadOnlyList<BgpPeerOptions> wanted)
     {
@@ -113,7 +114,10 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
             }
             else if (!peer.Options.SameSessionAs(options))
             {
-                await RemovePeerAsync(peer, new NotificationMessage(NotificationCode.Cease, NotificationSubcode.OtherConfigurationChange, [])).ConfigureAwait(false);
+                // Held down now: the RFC 8203 message says why; else the settings changed (RFC 4486).
+                await RemovePeerAsync(peer, options.ShutdownMessage is { } message
+                    ? NotificationMessage.Shutdown(message)
+                    : new NotificationMessage(NotificationCode.Cease, NotificationSubcode.OtherConfigurationChange, [])).ConfigureAwait(false);
                 AddPeer(options);
                 reset.Add(options.DisplayName);
             }
@@ -185,7 +189,7 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
             {
                 // RFC 4486 section 4: Connection Rejected for a neighbor we have not configured.
                 Log.Rejected(_logger, remote);
-                _ = RejectAsync(client);
+                _ = RefuseAsync(client, new NotificationMessage(NotificationCode.Cease, NotificationSubcode.ConnectionRejected, []));
                 continue;
             }
             if (peer.Options.TtlSecurityHops is { } hops)
@@ -223,10 +227,11 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
             TcpSecurity.RemoveMd5Key(listener, address);
     }
 
-    private static async Task RejectAsync(Socket client)
+    /// <summary>Sends <paramref name="notification"/> on an accepted connection and closes it, without a session.</summary>
+    internal static async Task RefuseAsync(Socket client, NotificationMessage notification)
     {
         await using var connection = new BgpConnection(client, outgoing: false);
-        new NotificationMessage(NotificationCode.Cease, NotificationSubcode.ConnectionRejected, []).WriteTo(connection.Output);
+        notification.WriteTo(connection.Output);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(1));
         try
         {

@@ -66,8 +66,8 @@ internal static class ControllerCommands
             reply => Table.Columns(["PEER", "ADDRESS", "AS", "STATE", "FOR", "HOLD", "PREFIXES SENT", "UPDATES OUT", "UPDATES IN", "LAST ERROR"],
                 reply.Peers.Select(p => new[]
                 {
-                    p.Name, $"{p.Address}:{p.Port}", p.RemoteAs.ToString(), p.State, Since(p.StateSince), p.HoldTime > 0 ? $"{p.HoldTime}s" : "",
-                    p.PrefixesSent.ToString(), p.UpdatesSent.ToString(), p.UpdatesReceived.ToString(), p.LastError,
+                    p.Name, $"{p.Address}:{p.Port}", p.RemoteAs.ToString(), p.Shutdown ? $"{p.State} (shutdown)" : p.State, Since(p.StateSince), p.HoldTime > 0 ? $"{p.HoldTime}s" : "",
+                    p.PrefixesSent.ToString(), p.UpdatesSent.ToString(), p.UpdatesReceived.ToString(), p.Shutdown ? p.ShutdownMessage : p.LastError,
                 }))),
         Query("pools", "Address pools: free, reserved (staged), active, cooling",
             async api => await api.ListPoolsAsync(new ListPoolsRequest()),

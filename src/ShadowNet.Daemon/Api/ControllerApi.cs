@@ -174,6 +174,8 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
                 LastError = peer.LastError ?? "",
                 StateSince = Timestamp.FromDateTimeOffset(peer.StateSince),
                 HoldTime = peer.Session?.HoldTimeSeconds ?? 0,
+                Shutdown = peer.Options.ShutdownMessage is not null,
+                ShutdownMessage = peer.Options.ShutdownMessage ?? "",
             });
         }
 

@@ -212,6 +212,16 @@ public sealed record DaemonConfiguration
             MaxPrefixes = peer["maxPrefixes"] is null ? null : (int)RequiredUInt(peer, "maxPrefixes", 1, int.MaxValue),
             Password = peer["password"],
             TtlSecurityHops = peer["ttlSecurityHops"] is null ? null : (int)RequiredUInt(peer, "ttlSecurityHops", 1, 254),
+            // Held down, as for maintenance, with the message the router is told (true: none).
+            ShutdownMessage = peer["shutdown"] switch
+            {
+                null => null,
+                var text when text.Equals("false", StringComparison.OrdinalIgnoreCase) => null,
+                var text when text.Equals("true", StringComparison.OrdinalIgnoreCase) => "",
+                { } text when System.Text.Encoding.UTF8.GetByteCount(text) > 255 =>
+                    throw new ConfigurationException($"{peer.Path}:shutdown", "is longer than 255 octets of UTF-8 (RFC 9003's limit for a shutdown message)"),
+                { } text => text,
+            },
         };
         if (options.HoldTimeSeconds is 1 or 2)
         {

@@ -81,16 +81,19 @@ public class BirdInteropTests
         Assert.Equal(100, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 100, Patience));
     }
 
+    /// <summary>BIRD connecting to our listener on <paramref name="ourPort"/>, retrying every second after an error.</summary>
+    private static BirdPeer ConnectingBird(int ourPort) => new($$"""
+          local 127.0.0.2 port {{TestPorts.Next()}} as 65002;
+          neighbor {{OurAddress}} port {{ourPort}} as {{OurAs}};
+          multihop; connect delay time 1; connect retry time 1; error wait time 1, 2;
+          ipv4 { import all; export none; };
+        """);
+
     [Fact]
     public async Task RemovedPeerIsToldPeerDeconfiguredItsReconnectsAreRefusedAndAddingItBackRestoresTheSession()
     {
         var ourPort = TestPorts.Next();
-        await using var bird = new BirdPeer($$"""
-              local 127.0.0.2 port {{TestPorts.Next()}} as 65002;
-              neighbor {{OurAddress}} port {{ourPort}} as {{OurAs}};
-              multihop; connect delay time 1; connect retry time 1; error wait time 1, 2;
-              ipv4 { import all; export none; };
-            """);
+        await using var bird = ConnectingBird(ourPort);
         await using var speaker = Speaker(listenPort: ourPort);
         speaker.Announce(V4(100), V4Attributes);
         var peer = speaker.AddPeer(Peer("127.0.0.2", 179, 65002, passive: true));
@@ -105,12 +108,30 @@ public class BirdInteropTests
         Assert.Equal(0, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 0, Patience));
         Assert.Contains("Received: Peer de-configured", bird.Log, StringComparison.Ordinal);
         // BIRD keeps connecting; the listener answers RFC 4486's Connection Rejected now.
-        Assert.Contains("Received: Connection rejected", await Eventually.WaitAsync(() => Task.FromResult(bird.Log), l => l.Contains("Received: Connection rejected", StringComparison.Ordinal), Patience), StringComparison.Ordinal);
+        await Eventually.WaitAsync(() => Task.FromResult(bird.Log), l => l.Contains("Received: Connection rejected", StringComparison.Ordinal), Patience);
         Assert.Equal(1, peer.EstablishedCount);
 
         var again = speaker.AddPeer(Peer("127.0.0.2", 179, 65002, passive: true));
         await WaitEstablishedAsync(again, Patience);
         Assert.Equal(100, await Eventually.WaitAsync(() => bird.RouteCountAsync("master4"), n => n == 100, Patience));
+    }
+
+    [Fact]
+    public async Task APeerHeldDownAnswersBirdsConnectionsWithItsShutdownMessageAndNeverComesUp()
+    {
+        var ourPort = TestPorts.Next();
+        await using var bird = ConnectingBird(ourPort);
+        await using var speaker = Speaker(listenPort: ourPort);
+        speaker.Announce(V4(100), V4Attributes);
+        var options = Peer("127.0.0.2", 179, 65002, passive: true);
+        options.ShutdownMessage = "rack 12 maintenance";
+        var peer = speaker.AddPeer(options);
+        speaker.Start();
+        await bird.StartAsync();
+
+        await Eventually.WaitAsync(() => Task.FromResult(bird.Log), l => l.Split("Received: Administrative shutdown: \"rack 12 maintenance\"").Length > 2, Patience);
+        Assert.Equal((BgpSessionState.Idle, 0L, 0), (peer.State, peer.EstablishedCount, await bird.RouteCountAsync("master4")));
+        Assert.DoesNotContain("Established", await bird.BirdcAsync("show protocols sn"), StringComparison.Ordinal);
     }
 
     [Fact]
