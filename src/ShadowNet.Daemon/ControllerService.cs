@@ -1,8 +1,8 @@
-using ShadowNet.Addressing.Pools;
 using System.Net;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using ShadowNet.Addressing.Pools;
 using ShadowNet.Bgp.Sessions;
 using ShadowNet.Controller.Allocation;
 using ShadowNet.Controller.Routing;
@@ -151,10 +151,11 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
     }
 
     /// <summary>
-    /// SIGHUP: reads the configuration again and takes what can change while serving: the UDP hook's keys
-    /// and the BGP peers (added, removed, or reset when their settings changed; the others' sessions are
-    /// not touched). Any other changed setting is named in a warning and keeps its running value until a
-    /// restart. A configuration that does not read changes nothing. One reload at a time.
+    /// SIGHUP: reads the configuration again and takes what can change while serving: the UDP hook's keys,
+    /// the BGP peers (added, removed, held down, or reset when their settings changed; the others' sessions
+    /// are not touched) and prefixes added to pools. Any other changed setting is named in a warning and
+    /// keeps its running value until a restart. A configuration that does not read changes nothing. One
+    /// reload at a time.
     /// </summary>
     public async Task ReloadAsync(string file, Func<(IConfiguration Settings, DaemonConfiguration Configuration)> read)
     {
@@ -219,18 +220,18 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
     private static async Task<(List<string> Grown, List<string> Refused)> GrowPoolsAsync(
         ActiveRouteManager manager, DurableAllocator allocator, IReadOnlyList<PoolDefinition> wanted, List<string> taken)
     {
-        var running = await allocator.ReadAsync(a => a.Pools.ToList());
+        var current = await allocator.ReadAsync(a => a.Pools.ToList());
         List<string> grown = [], refused = [];
-        for (var i = 0; i < Math.Min(running.Count, wanted.Count); i++)
+        for (var i = 0; i < Math.Min(current.Count, wanted.Count); i++)
         {
-            if (running[i].Name != wanted[i].Name)
+            if (current[i].Name != wanted[i].Name)
             {
                 continue;
             }
 
             try
             {
-                if (running[i].AddedBy(wanted[i]).Count == 0)
+                if (current[i].AddedBy(wanted[i]).Count == 0)
                 {
                     continue;
                 }
