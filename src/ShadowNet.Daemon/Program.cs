@@ -7,6 +7,10 @@ using ShadowNet.Daemon;
 using ShadowNet.Daemon.Configuration;
 
 // shadownetd --config FILE [key=value ...]; SHADOWNET_bgp__localAs=... and the like override the file.
+// --check reads and checks the configuration, says what it describes, and exits (0 valid, 2 not): for
+// an operator to run before a reload or a restart.
+var check = args.Contains("--check");
+args = [.. args.Where(a => a != "--check")];
 var file = new ConfigurationBuilder().AddCommandLine(args).Build()["config"] ?? "/etc/shadownet/shadownetd.json";
 IConfigurationRoot settings;
 DaemonConfiguration configuration;
@@ -23,6 +27,12 @@ catch (Exception e) when (e is FileNotFoundException or InvalidDataException or 
 {
     Console.Error.WriteLine($"shadownetd: cannot read configuration file {file}: {e.Message}");
     return 2;
+}
+
+if (check)
+{
+    Console.WriteLine($"shadownetd: {file} is valid: {Describe(configuration)}");
+    return 0;
 }
 
 var host = DaemonHost.Build(configuration, settings);
@@ -56,6 +66,12 @@ catch (IOException e)
     Console.Error.WriteLine($"shadownetd: grpc:listen: {e.Message}");
     return 4;
 }
+
+static string Describe(DaemonConfiguration c) =>
+    $"AS {c.Bgp.LocalAs}, {c.Peers.Count} BGP peer(s) ({string.Join(", ", c.Peers.Select(p => p.DisplayName + (p.ShutdownMessage is null ? "" : " held down")))}), "
+    + $"{c.Pools.Count} pool(s) ({string.Join(", ", c.Pools.Select(p => $"{p.Name} {p.Kind.ToString().ToLowerInvariant()} {string.Join(" ", p.Prefixes)}"))}), "
+    + $"store {c.StorePath}, UDP hooks {c.UdpHooks?.Listen.ToString() ?? "off"}, "
+    + $"gRPC {c.GrpcListen?.EndPoint?.ToString() ?? (c.GrpcListen?.UnixSocket is { } socket ? $"unix:{socket}" : "off")}, metrics {c.MetricsListen?.ToString() ?? "off"}";
 
 (IConfigurationRoot Settings, DaemonConfiguration Configuration) Load()
 {

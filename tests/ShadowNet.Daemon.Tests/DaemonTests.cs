@@ -71,6 +71,26 @@ public class DaemonTests
     }
 
     [Fact]
+    public async Task CheckSaysWhatAValidFileDescribesAndNamesTheKeyOfABadOneWithoutStarting()
+    {
+        using var folder = new TempDirectory("daemon-check");
+        var config = Config(folder.File("state.db"), 1179, 4790);
+        var file = folder.File("shadownetd.json");
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+
+        var (exit, output) = await RunToExitAsync(file, "--check");
+        Assert.Equal(0, exit);
+        Assert.Contains($"{file} is valid: AS 65003, 1 BGP peer(s) (127.0.0.2:1179), 2 pool(s) (shadow-v4 shadow 10.1.0.0/24, dynamic-v4 dynamic 10.9.0.0/24), "
+            + $"store {folder.File("state.db")}, UDP hooks 127.0.0.1:4790, gRPC off, metrics off", output, StringComparison.Ordinal);
+
+        config["bgp"]!["peers"]![0]!["holdTime"] = 2;
+        await File.WriteAllTextAsync(file, config.ToJsonString());
+        (exit, output) = await RunToExitAsync(file, "--check");
+        Assert.Equal((2, true), (exit, output.Contains("bgp:peers:0:holdTime: must be 0 or at least 3", StringComparison.Ordinal)));
+        Assert.False(File.Exists(folder.File("state.db")), "a check opened the store");
+    }
+
+    [Fact]
     public void SampleConfigurationInTheOperatorGuideIsTheRepositoryFileAndIsValid()
     {
         // The documented sample is the one checked here, so that it cannot drift from the code.

@@ -39,8 +39,8 @@ internal static class Shadownetd
     public static Process Start(string configFile) =>
         Process.Start(StartInfo(configFile, redirect: false)) ?? throw new InvalidOperationException("shadownetd did not start");
 
-    private static ProcessStartInfo StartInfo(string configFile, bool redirect) =>
-        new("dotnet", $"{Path.Combine(AppContext.BaseDirectory, "shadownetd.dll")} --config {configFile}")
+    private static ProcessStartInfo StartInfo(string configFile, bool redirect, string options = "") =>
+        new("dotnet", $"{Path.Combine(AppContext.BaseDirectory, "shadownetd.dll")} --config {configFile} {options}")
         {
             RedirectStandardOutput = redirect,
             RedirectStandardError = redirect,
@@ -73,9 +73,9 @@ internal static class Shadownetd
         });
     }
 
-    public static async Task<(int Exit, string Stderr)> RunToExitAsync(string configFile)
+    public static async Task<(int Exit, string Stderr)> RunToExitAsync(string configFile, string options = "")
     {
-        using var process = Process.Start(StartInfo(configFile, redirect: true))!;
+        using var process = Process.Start(StartInfo(configFile, redirect: true, options))!;
         var stderr = process.StandardError.ReadToEndAsync();
         var stdout = process.StandardOutput.ReadToEndAsync();
         using var timeout = new CancellationTokenSource(Patience);
