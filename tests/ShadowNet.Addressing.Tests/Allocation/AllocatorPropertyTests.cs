@@ -24,13 +24,15 @@ public class AllocatorPropertyTests
         Shrink,
         Unreserve,
         AdvanceTime,
+        Grow,
     }
 
     public readonly record struct Op(OpKind Kind, int Application, int Instance, int Count);
 
     private static readonly Gen<Op> OpGen = Gen.Select(
         Gen.Frequency((3, Gen.Const(OpKind.Reserve)), (2, Gen.Const(OpKind.ReserveFor)), (6, Gen.Const(OpKind.Claim)),
-            (5, Gen.Const(OpKind.Release)), (2, Gen.Const(OpKind.Shrink)), (1, Gen.Const(OpKind.Unreserve)), (3, Gen.Const(OpKind.AdvanceTime))),
+            (5, Gen.Const(OpKind.Release)), (2, Gen.Const(OpKind.Shrink)), (1, Gen.Const(OpKind.Unreserve)), (3, Gen.Const(OpKind.AdvanceTime)),
+            (1, Gen.Const(OpKind.Grow))),
         Gen.Int[0, Applications.Length - 1],
         Gen.Int[0, 23],
         Gen.Int[0, 6],
@@ -59,8 +61,24 @@ public class AllocatorPropertyTests
             new("dynamic", PoolKind.Dynamic, [IPNetwork.Parse("2001:db8:9::/125")], [AddressRange.Parse("2001:db8:9::1")], ReuseDelay: ReuseDelay),
         ];
 
+    /// <summary>Prefixes each pool may grow by while serving, in order: one above and one below its own.</summary>
+    private static Dictionary<string, IPNetwork[]> Growth(IpFamily family) => family == IpFamily.IPv4
+        ? new()
+        {
+            ["shadow"] = [IPNetwork.Parse("10.1.2.0/30"), IPNetwork.Parse("10.0.255.0/30")],
+            ["web-shadow"] = [IPNetwork.Parse("10.2.1.0/30"), IPNetwork.Parse("10.1.255.0/30")],
+            ["dynamic"] = [IPNetwork.Parse("10.9.1.0/30"), IPNetwork.Parse("10.8.0.0/30")],
+        }
+        : new()
+        {
+            ["shadow"] = [IPNetwork.Parse("2001:db8:1:1::/126"), IPNetwork.Parse("2001:db8:0:ffff::/126")],
+            ["web-shadow"] = [IPNetwork.Parse("2001:db8:2:1::/126"), IPNetwork.Parse("2001:db8:1:ffff::/126")],
+            ["dynamic"] = [IPNetwork.Parse("2001:db8:9:1::/126"), IPNetwork.Parse("2001:db8:8::/126")],
+        };
+
     private static void Run(Op[] ops, IpFamily family)
     {
+        var growth = Growth(family);
         var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch.AddDays(20000));
         var pools = Pools(family);
         var allocator = new AddressAllocator(pools, time);
@@ -188,6 +206,18 @@ public class AllocatorPropertyTests
                 case OpKind.AdvanceTime:
                     time.Advance(TimeSpan.FromMilliseconds(op.Count * 900));
                     break;
+                case OpKind.Grow:
+                    // A pool grows while it holds addresses (a reload): what it held stays, the new addresses come free.
+                    var current = allocator.Pools.ElementAt(op.Count % pools.Length);
+                    var step = current.Prefixes.Count - pools.Single(p => p.Name == current.Name).Prefixes.Count;
+                    if (step < growth[current.Name].Length)
+                    {
+                        var grown = current with { Prefixes = [.. current.Prefixes, growth[current.Name][step]] };
+                        Assert.True(allocator.GrowPool(grown) > 0);
+                        usable[grown.Name] = grown.UsableRanges();
+                    }
+
+                    break;
             }
 
             Assert.Empty(allocator.CheckInvariants());
@@ -207,8 +237,8 @@ public class AllocatorPropertyTests
             Assert.Equal(leases.Count, usages.Sum(u => u.Reserved + u.Assigned + u.Quarantined));
         }
 
-        // A store round trip rebuilds the same book.
-        var restored = new AddressAllocator(pools, time);
+        // A store round trip rebuilds the same book (a restart reads the pools as they grew: the file has them).
+        var restored = new AddressAllocator([.. allocator.Pools], time);
         restored.Restore(allocator.Leases.ToList());
         Assert.Empty(restored.CheckInvariants());
     }
