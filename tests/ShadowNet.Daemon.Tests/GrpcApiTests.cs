@@ -77,7 +77,8 @@ public class GrpcApiTests
         ($$"""{"instance":"{{new string('x', 129)}}","application":"web"}""", StatusCode.InvalidArgument, "instance: longer than 128 octets of UTF-8"),
         ("""{"instance":"vm-1","application":"web","host":"192.0.2.999"}""", StatusCode.InvalidArgument, "host: '192.0.2.999' is not an IP address"),
         ("""{"instance":"vm-1","application":"web","family":7}""", StatusCode.InvalidArgument, "family: 7 is not a known family"),
-        ("""{"instance":"vm-1","application":"web","family":"FAMILY_IPV6"}""", StatusCode.InvalidArgument, "no IPv6 pool can serve application 'web'"),
+        ("""{"instance":"vm-1","application":"web","family":"FAMILY_IPV6","host":"2001:db8::1"}""", StatusCode.InvalidArgument, "no IPv6 pool can serve application 'web'"),
+        ("""{"instance":"vm-1","application":"web","family":"FAMILY_IPV6"}""", StatusCode.InvalidArgument, "host: missing, and routes:defaultNextHopV6 is not set"),
     ];
 
     [Fact]

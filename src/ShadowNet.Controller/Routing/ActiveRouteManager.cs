@@ -237,6 +237,12 @@ public sealed class ActiveRouteManager : IHookHandler
     /// </summary>
     public ValueTask<HookOutcome> CreateAsync(ReadOnlySpan<char> instance, string application, IpFamily family, Address? host, CancellationToken cancellationToken)
     {
+        if (host is null && !HasDefaultNextHop(family))
+        {
+            // Its route would have no next hop: refused before it takes an address it could not use.
+            return new ValueTask<HookOutcome>(new HookOutcome(HookStatus.Invalid, null));
+        }
+
         var started = Stopwatch.GetTimestamp();
         var name = PooledName.Rent(instance);
         ValueTask<ClaimResult> claim;
@@ -481,6 +487,9 @@ public sealed class ActiveRouteManager : IHookHandler
     }
 
     private IPAddress? DefaultNextHop(Address address) => address.IsIPv6 ? Options.DefaultNextHopV6 : Options.DefaultNextHopV4;
+
+    /// <summary>Whether a create of <paramref name="family"/> without a host address gets a next hop (routes:defaultNextHopV4/V6).</summary>
+    public bool HasDefaultNextHop(IpFamily family) => (family == IpFamily.IPv6 ? Options.DefaultNextHopV6 : Options.DefaultNextHopV4) is not null;
 
     private bool Announce(Address address, Address? host, bool staged = false)
     {

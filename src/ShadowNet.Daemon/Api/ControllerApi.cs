@@ -39,6 +39,10 @@ internal sealed class ControllerApi(ControllerService controller) : ShadowNet.Ap
                 ? parsed
                 : throw Invalid($"host: '{request.Host}' is not an IP address");
         }
+        else if (!parts.Manager.HasDefaultNextHop(family))
+        {
+            throw Invalid($"host: missing, and routes:defaultNextHop{(family == IpFamily.IPv6 ? "V6" : "V4")} is not set: the route would have no next hop");
+        }
 
         var outcome = await parts.Manager.CreateAsync(request.Instance, request.Application, family, host, context.CancellationToken);
         HookServer.CountGrpcEvent(HookKind.Create, outcome.Status);

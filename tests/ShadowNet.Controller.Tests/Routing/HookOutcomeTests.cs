@@ -63,4 +63,20 @@ public class HookOutcomeTests
         Assert.Equal(HookStatus.Hit, (await manager.CreateAsync("db-1", "db", IpFamily.IPv4, Address.Parse("192.0.2.10"), CancellationToken.None)).Status);
         Assert.Equal(0, (await allocator.ReadAsync(a => a.GetUsage("db", IpFamily.IPv4))).Reserved);
     }
+
+    [Fact]
+    public async Task ACreateThatCouldNotBeRoutedIsRefusedBeforeItTakesAnAddress()
+    {
+        using var folder = new TempDirectory("state");
+        await using var allocator = DurableAllocator.Open(TestPools.Small(), SqliteAllocationStore.Open(folder.File("state.db")));
+        await using var speaker = new BgpSpeaker(new BgpSpeakerOptions { LocalAs = 65003, RouterId = IPAddress.Parse("127.0.0.3") });
+        var manager = new ActiveRouteManager(allocator, speaker, TestPools.Small(), new RouteManagerOptions { DefaultNextHopV6 = IPAddress.Parse("2001:db8::99") });
+
+        // No host address and no IPv4 default next hop: nothing to route it by.
+        Assert.Equal(new HookOutcome(HookStatus.Invalid, null), await manager.CreateAsync("vm-1", "web", IpFamily.IPv4, null, CancellationToken.None));
+        Assert.Equal(0, await allocator.ReadAsync(a => a.LeaseCount));
+        Assert.Equal(HookStatus.Miss, (await manager.CreateAsync("vm-1", "web", IpFamily.IPv4, Address.Parse("192.0.2.10"), CancellationToken.None)).Status);
+        Assert.Equal(HookStatus.Miss, (await manager.CreateAsync("vm-2", "web", IpFamily.IPv6, null, CancellationToken.None)).Status);
+        Assert.Equal(2, await allocator.ReadAsync(a => a.LeaseCount));
+    }
 }
