@@ -90,10 +90,6 @@ internal static class ControllerCommands
         ReportMetricsCommand.Create(),
     ];
 
-    /// <summary>
-    /// The standard gRPC health check (grpc.health.v1): exit 0 when serving, 1 when not (starting,
-    /// stopping, or the store has failed; <c>status</c> says why) or unreachable. For container probes.
-    /// </summary>
     /// <summary>How long ago, as routers print it: 45s, 3m12s, 2h05m, 4d03h.</summary>
     private static string Since(Google.Protobuf.WellKnownTypes.Timestamp? time)
     {
@@ -110,6 +106,10 @@ internal static class ControllerCommands
             : $"{(int)span.TotalDays}d{span.Hours:00}h";
     }
 
+    /// <summary>
+    /// The standard gRPC health check (grpc.health.v1): exit 0 when serving, 1 when not (starting,
+    /// stopping, or the store has failed; <c>status</c> says why) or unreachable. For container probes.
+    /// </summary>
     private static Command Health()
     {
         var command = new Command("health", "Whether shadownetd serves (gRPC health check): exit 0 serving, 1 not or unreachable");
