@@ -153,9 +153,9 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
     /// <summary>
     /// SIGHUP: reads the configuration again and takes what can change while serving: the UDP hook's keys,
     /// the BGP peers (added, removed, held down, or reset when their settings changed; the others' sessions
-    /// are not touched) and prefixes added to pools. Any other changed setting is named in a warning and
-    /// keeps its running value until a restart. A configuration that does not read changes nothing. One
-    /// reload at a time.
+    /// are not touched), prefixes added to pools, and new pools. Any other changed setting is named in a
+    /// warning and keeps its running value until a restart. A configuration that does not read changes
+    /// nothing. One reload at a time.
     /// </summary>
     public async Task ReloadAsync(string file, Func<(IConfiguration Settings, DaemonConfiguration Configuration)> read)
     {
@@ -192,9 +192,9 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             }
 
             var peers = await speaker.ReconcilePeersAsync(reread.Peers);
-            var (grown, refused) = await GrowPoolsAsync(manager, allocator, reread.Pools, taken);
+            var (grown, added, refused) = await ReshapePoolsAsync(manager, allocator, reread, taken);
             var restart = running.Took(settings, taken);
-            Log.Reloaded(_log, file, keys, peers.ToString(), grown.Count == 0 ? "none" : string.Join(", ", grown));
+            Log.Reloaded(_log, file, keys, peers.ToString(), grown.Count == 0 ? "none" : string.Join(", ", grown), added.Count == 0 ? "none" : string.Join(", ", added));
             if (restart.Count > 0)
             {
                 Log.ReloadNeedsRestart(_log, string.Join(", ", restart), file, string.Concat(refused.Select(r => $" {r}.")));
@@ -214,14 +214,16 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
 
     /// <summary>
     /// A pool of the file that only adds prefixes to the running pool in its place grows (its
-    /// <c>pools:N:prefixes</c> and <c>exclude</c> are then taken); any other change to the pools takes a
-    /// restart, and why is returned for the warning that names its keys.
+    /// <c>pools:N:prefixes</c> and <c>exclude</c> are then taken); a pool with a new name after the
+    /// running ones is added (its <c>pools:N</c> is taken). Any other change to the pools takes a restart,
+    /// and why is returned for the warning that names its keys.
     /// </summary>
-    private static async Task<(List<string> Grown, List<string> Refused)> GrowPoolsAsync(
-        ActiveRouteManager manager, DurableAllocator allocator, IReadOnlyList<PoolDefinition> wanted, List<string> taken)
+    private static async Task<(List<string> Grown, List<string> Added, List<string> Refused)> ReshapePoolsAsync(
+        ActiveRouteManager manager, DurableAllocator allocator, DaemonConfiguration reread, List<string> taken)
     {
+        var wanted = reread.Pools;
         var current = await allocator.ReadAsync(a => a.Pools.ToList());
-        List<string> grown = [], refused = [];
+        List<string> grown = [], added = [], refused = [];
         for (var i = 0; i < Math.Min(current.Count, wanted.Count); i++)
         {
             if (current[i].Name != wanted[i].Name)
@@ -246,7 +248,28 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             }
         }
 
-        return (grown, refused);
+        for (var i = current.Count; i < wanted.Count; i++)
+        {
+            var pool = wanted[i];
+            if (current.Any(p => p.Name == pool.Name))
+            {
+                refused.Add($"pool '{pool.Name}' moved in the list; the pools' order takes a restart");
+                continue;
+            }
+
+            try
+            {
+                await manager.AddPoolAsync(pool, reread.Routes.Staging.GetValueOrDefault(pool.Name));
+                added.Add($"{pool.Name} ({pool.UsableRanges().Aggregate(UInt128.Zero, (sum, r) => sum + r.Count)} addresses)");
+                taken.Add($"pools:{i}");
+            }
+            catch (PoolConfigurationException e)
+            {
+                refused.Add(e.Message);
+            }
+        }
+
+        return (grown, added, refused);
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
@@ -312,8 +335,8 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
             + "require client certificates (grpc:tls with clientCa), or listen on loopback or a Unix socket")]
         public static partial void GrpcOpenToAnyone(ILogger logger, string endPoint);
 
-        [LoggerMessage(7, LogLevel.Information, "SIGHUP: {File} taken: hook key ids {Ids}; BGP peers {Peers}; pools grown: {Pools}")]
-        public static partial void Reloaded(ILogger logger, string file, string ids, string peers, string pools);
+        [LoggerMessage(7, LogLevel.Information, "SIGHUP: {File} taken: hook key ids {Ids}; BGP peers {Peers}; pools grown: {Grown}; pools added: {Added}")]
+        public static partial void Reloaded(ILogger logger, string file, string ids, string peers, string grown, string added);
 
         [LoggerMessage(8, LogLevel.Error, "SIGHUP: {File} not taken, nothing changed: {Problem}")]
         public static partial void ReloadFailed(ILogger logger, string file, string problem);

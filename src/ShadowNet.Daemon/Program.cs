@@ -42,9 +42,9 @@ var host = DaemonHost.Build(configuration, settings);
 // store's failure is reported and served around like any other (shadownet.store.failed).
 using var fileSizeLimit = OperatingSystem.IsLinux() ? PosixSignalRegistration.Create((PosixSignal)25, signal => signal.Cancel = true) : null;
 
-// SIGHUP (systemctl reload) reads the configuration again and takes its hook keys, BGP peers and added
-// pool prefixes (a key rotation, a new router, a pool running out) without a restart; by default the
-// signal would end the process.
+// SIGHUP (systemctl reload) reads the configuration again and takes its hook keys, BGP peers, added
+// pool prefixes and new pools (a key rotation, a new router, a pool running out) without a restart; by
+// default the signal would end the process.
 using var reload = OperatingSystem.IsWindows() ? null : PosixSignalRegistration.Create(PosixSignal.SIGHUP, signal =>
 {
     signal.Cancel = true;

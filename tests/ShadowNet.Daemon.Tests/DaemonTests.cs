@@ -470,7 +470,7 @@ public class DaemonTests
     }
 
     [Fact]
-    public async Task SighupGrowsAPoolThatRanOutAndItsNewAddressesAreAnnouncedWhileTakingAddressesOutWaitsForARestart()
+    public async Task SighupGrowsAPoolThatRanOutAndAddsANewOneBothAnnouncedWhileTakingAddressesOutWaitsForARestart()
     {
         using var folder = new TempDirectory("daemon-grow");
         var (birdPort, udpPort) = (TestPorts.Next(), FreeUdpPort());
@@ -480,12 +480,15 @@ public class DaemonTests
         var dynamic = config["pools"]![1]!.AsObject();
         dynamic["prefixes"] = new JsonArray("10.9.0.0/30"); // two addresses: .1 and .2
         dynamic.Remove("exclude");
+        var metricsPort = TestPorts.Next();
+        config["metrics"] = new JsonObject { ["listen"] = $"127.0.0.1:{metricsPort}" };
+        using var http = new HttpClient();
         var file = folder.File("shadownetd.json");
         await File.WriteAllTextAsync(file, config.ToJsonString());
         using var client = new HookClient(new IPEndPoint(IPAddress.Loopback, udpPort), 1, Convert.FromHexString(KeyHex), 1_000) { MaxAttempts = 12 };
-        async Task<(HookStatus, Address?)> CreateAsync(string instance)
+        async Task<(HookStatus, Address?)> CreateAsync(string instance, string application = "web")
         {
-            var reply = await client.CreateAsync(instance, "web", IpFamily.IPv4, Address.Parse("192.0.2.20"));
+            var reply = await client.CreateAsync(instance, application, IpFamily.IPv4, Address.Parse("192.0.2.20"));
             return (reply.Status, reply.Status == HookStatus.Exhausted ? null : reply.Address);
         }
 
@@ -519,6 +522,20 @@ public class DaemonTests
                 Assert.Contains("pool 'dynamic-v4': addresses 10.9.0.1-10.9.0.2 are no longer all in it", output(), StringComparison.Ordinal);
                 Assert.Equal((HookStatus.Miss, Address.Parse("10.9.1.2")), await CreateAsync("vm-4"));
                 Assert.Equal(4, (await Eventually.WaitAsync(() => bird.RoutesAsync("master4"), r => r.Count == 4, Patience)).Count);
+
+                // A new pool after the others, for an application of its own: taken while serving, announced.
+                dynamic["prefixes"] = new JsonArray("10.9.0.0/30", "10.9.1.0/30");
+                ((JsonArray)config["pools"]!).Add(new JsonObject
+                {
+                    ["name"] = "api-dynamic", ["kind"] = "dynamic", ["prefixes"] = new JsonArray("10.9.2.0/30"), ["application"] = "api",
+                });
+                await ReloadAsync("pools grown: none; pools added: api-dynamic (2 addresses)");
+                Assert.Equal((HookStatus.Miss, Address.Parse("10.9.2.1")), await CreateAsync("api-1", "api"));
+                Assert.Equal("192.0.2.20", (await Eventually.WaitAsync(() => bird.RoutesAsync("master4"), r => r.Count == 5, Patience))["10.9.2.1/32"].NextHop);
+                // The pools' usage (metrics, ListPools) has the new pool, and the grown one's size.
+                var metrics = await Eventually.WaitAsync(() => http.GetStringAsync($"http://127.0.0.1:{metricsPort}/metrics"),
+                    m => System.Text.RegularExpressions.Regex.IsMatch(m, @"shadownet_pool_addresses\{[^}]*pool=""api-dynamic""[^}]*state=""active""[^}]*\} 1\n"), Patience);
+                Assert.Matches(@"shadownet_pool_addresses\{[^}]*pool=""dynamic-v4""[^}]*state=""free""[^}]*\} 0\n", metrics);
             }
             finally
             {

@@ -16,7 +16,8 @@ namespace ShadowNet.Addressing.Allocation;
 /// </remarks>
 public sealed class AddressAllocator
 {
-    private readonly AddressPool[] _pools;
+    private AddressPool[] _pools;
+    private readonly int _expectedLeases;
     private readonly Dictionary<string, AddressPool> _poolsByName = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
     /// <summary>
@@ -61,36 +62,15 @@ public sealed class AddressAllocator
         _coarseClock = ReferenceEquals(_time, TimeProvider.System);
         _startMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
         _startTick = Environment.TickCount64;
-        var list = new List<AddressPool>();
+        _expectedLeases = expectedLeases;
+        _pools = [];
         foreach (var definition in pools)
         {
-            definition.Validate();
-            var pool = new AddressPool(definition, expectedLeases);
-            if (!_poolsByName.TryAdd(definition.Name, pool))
-            {
-                throw new PoolConfigurationException($"pool '{definition.Name}' is defined twice");
-            }
-
-            foreach (var other in list)
-            {
-                foreach (var a in definition.Prefixes)
-                {
-                    foreach (var b in other.Definition.Prefixes)
-                    {
-                        if (PoolDefinition.Overlaps(AddressRange.Of(a), AddressRange.Of(b)))
-                        {
-                            throw new PoolConfigurationException($"pool '{definition.Name}': prefix {a} overlaps {b} of pool '{other.Name}'");
-                        }
-                    }
-                }
-            }
-
-            list.Add(pool);
+            _pools = [.. _pools, NewPool(definition)];
         }
 
-        _pools = [.. list];
         var wanted = expectedLeases > 0 ? expectedLeases : InitialLeaseCapacity;
-        var capacity = (int)Math.Min((ulong)wanted, list.Aggregate(0UL, (sum, p) => sum + Math.Min(p.Size, (ulong)wanted)));
+        var capacity = (int)Math.Min((ulong)wanted, _pools.Aggregate(0UL, (sum, p) => sum + Math.Min(p.Size, (ulong)wanted)));
         SizedForLeases = capacity;
         _names = new InstanceNames(capacity);
         var byName = new InstanceKeyComparer(_names);
@@ -134,6 +114,51 @@ public sealed class AddressAllocator
     internal int CoolingCapacity(string pool) => _poolsByName[pool].QuarantineCapacity;
 
     public IEnumerable<PoolDefinition> Pools => _pools.Select(p => p.Definition);
+
+    /// <summary>
+    /// A pool for <paramref name="definition"/>, checked against itself and the pools there are (a name
+    /// used twice, prefixes that overlap); registered by name, not yet in <see cref="_pools"/>.
+    /// </summary>
+    private AddressPool NewPool(PoolDefinition definition)
+    {
+        definition.Validate();
+        if (_poolsByName.ContainsKey(definition.Name))
+        {
+            throw new PoolConfigurationException($"pool '{definition.Name}' is defined twice");
+        }
+
+        foreach (var other in _pools)
+        {
+            foreach (var a in definition.Prefixes)
+            {
+                foreach (var b in other.Definition.Prefixes)
+                {
+                    if (PoolDefinition.Overlaps(AddressRange.Of(a), AddressRange.Of(b)))
+                    {
+                        throw new PoolConfigurationException($"pool '{definition.Name}': prefix {a} overlaps {b} of pool '{other.Name}'");
+                    }
+                }
+            }
+        }
+
+        var pool = new AddressPool(definition, _expectedLeases);
+        _poolsByName.Add(definition.Name, pool);
+        return pool;
+    }
+
+    /// <summary>
+    /// Adds a pool while serving (after the others: an application's dedicated pools still come before the
+    /// shared ones, each in configuration order). Every application sees it from its next operation.
+    /// </summary>
+    public void AddPool(PoolDefinition definition)
+    {
+        ArgumentNullException.ThrowIfNull(definition);
+        _pools = [.. _pools, NewPool(definition)];
+        foreach (var book in _applications.Values)
+        {
+            book.Choose(_pools);
+        }
+    }
 
     /// <summary>
     /// Adds to a pool while serving what <paramref name="grown"/> adds to it (new prefixes: see
@@ -817,21 +842,26 @@ public sealed class AddressAllocator
     {
         private readonly RingDeque<Address> _unnamed4 = new(), _unnamed6 = new();
         private readonly FamilyCounts _counts4 = new(), _counts6 = new();
-        private readonly AddressPool[] _shadow4, _shadow6, _dynamic4, _dynamic6;
+        private AddressPool[] _shadow4 = [], _shadow6 = [], _dynamic4 = [], _dynamic6 = [];
 
         public ApplicationBook(string application, AddressPool[] pools)
         {
             Name = application;
-            // Pools dedicated to the application come first, then the shared ones, in configuration order.
-            AddressPool[] Choose(PoolKind kind, IpFamily family) =>
+            Choose(pools);
+        }
+
+        /// <summary>The pools the application draws from: its dedicated ones first, then the shared ones, in configuration order.</summary>
+        public void Choose(AddressPool[] pools)
+        {
+            AddressPool[] Of(PoolKind kind, IpFamily family) =>
             [
-                .. pools.Where(p => p.Definition.Kind == kind && p.Family == family && p.Definition.Application == application),
+                .. pools.Where(p => p.Definition.Kind == kind && p.Family == family && p.Definition.Application == Name),
                 .. pools.Where(p => p.Definition.Kind == kind && p.Family == family && p.Definition.Application is null),
             ];
-            _shadow4 = Choose(PoolKind.Shadow, IpFamily.IPv4);
-            _shadow6 = Choose(PoolKind.Shadow, IpFamily.IPv6);
-            _dynamic4 = Choose(PoolKind.Dynamic, IpFamily.IPv4);
-            _dynamic6 = Choose(PoolKind.Dynamic, IpFamily.IPv6);
+            _shadow4 = Of(PoolKind.Shadow, IpFamily.IPv4);
+            _shadow6 = Of(PoolKind.Shadow, IpFamily.IPv6);
+            _dynamic4 = Of(PoolKind.Dynamic, IpFamily.IPv4);
+            _dynamic6 = Of(PoolKind.Dynamic, IpFamily.IPv6);
         }
 
         /// <summary>The application; lease rows share this string.</summary>

@@ -125,14 +125,16 @@ public sealed class DurableAllocator : IAsyncDisposable
     {
         get
         {
-            var copy = new PoolUsage[_poolUsage.Length];
             var spinner = default(SpinWait);
             while (true)
             {
                 var version = Volatile.Read(ref _poolUsageVersion);
                 if ((version & 1) == 0)
                 {
-                    _poolUsage.CopyTo(copy, 0);
+                    // One read of the array: a pool added while serving replaces it (inside a version change).
+                    var usage = Volatile.Read(ref _poolUsage);
+                    var copy = new PoolUsage[usage.Length];
+                    usage.CopyTo(copy, 0);
                     Interlocked.MemoryBarrier();
                     if (Volatile.Read(ref _poolUsageVersion) == version)
                     {
@@ -421,6 +423,22 @@ public sealed class DurableAllocator : IAsyncDisposable
             x.self._poolUsageStale = true; // the sizes changed, and no lease did
             return added;
         }, (this, grown), cancellationToken);
+
+    /// <summary>
+    /// Adds a pool (see <see cref="AddressAllocator.AddPool"/>) in order with the other operations; its
+    /// usage is in the snapshot from then on. Nothing is stored: the pools come from the configuration.
+    /// </summary>
+    public ValueTask<bool> AddPoolAsync(PoolDefinition definition, CancellationToken cancellationToken = default) =>
+        Submit<(DurableAllocator self, PoolDefinition definition), bool>(static (a, x) =>
+        {
+            a.AddPool(x.definition);
+            var self = x.self;
+            Interlocked.Increment(ref self._poolUsageVersion);
+            Volatile.Write(ref self._poolUsage, new PoolUsage[a.PoolCount]);
+            a.WritePoolUsages(self._poolUsage);
+            Interlocked.Increment(ref self._poolUsageVersion);
+            return true;
+        }, (this, definition), cancellationToken);
 
     /// <summary>
     /// Runs a read against the allocator on the applier thread, in order with the writes, so it sees every

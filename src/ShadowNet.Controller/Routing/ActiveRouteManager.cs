@@ -111,6 +111,9 @@ public sealed class ActiveRouteManager : IHookHandler
     // Replaced whole when a pool grows (a reload); the readers take the array as it is.
     private AddressRange[] _exportable;
     private AddressRange[] _communityStaged;
+    // Pools whose reservations are sent with the shadow community, by name: those configured, and those
+    // a reload added (used when a pool grows; reloads come one at a time).
+    private readonly HashSet<string> _communityPools;
     private readonly ConcurrentDictionary<(IPAddress NextHop, bool Staged), RouteAttributes> _attributes = new();
     private readonly HashSet<(string Application, IpFamily Family)> _warm;
     private readonly IMetricWindowSource? _windows;
@@ -154,9 +157,8 @@ public sealed class ActiveRouteManager : IHookHandler
         Options = options;
         var definitions = pools.ToList();
         _exportable = [.. definitions.SelectMany(p => p.UsableRanges())];
-        _communityStaged = [.. definitions
-            .Where(p => options.Staging.TryGetValue(p.Name, out var mode) && mode == StagingMode.Community)
-            .SelectMany(p => p.UsableRanges())];
+        _communityPools = [.. options.Staging.Where(e => e.Value == StagingMode.Community).Select(e => e.Key)];
+        _communityStaged = [.. definitions.Where(p => _communityPools.Contains(p.Name)).SelectMany(p => p.UsableRanges())];
         if (_communityStaged.Length > 0 && options.ShadowCommunity is null)
         {
             throw new ArgumentException("community staging needs a shadow community", nameof(options));
@@ -442,12 +444,36 @@ public sealed class ActiveRouteManager : IHookHandler
         }
 
         Volatile.Write(ref _exportable, [.. _exportable, .. added]);
-        if (Options.Staging.TryGetValue(grown.Name, out var mode) && mode == StagingMode.Community)
+        if (_communityPools.Contains(grown.Name))
         {
             Volatile.Write(ref _communityStaged, [.. _communityStaged, .. added]);
         }
 
         return await _allocator.GrowPoolAsync(grown, cancellationToken);
+    }
+
+    /// <summary>
+    /// Adds a pool while serving (a configuration reload), staged as <paramref name="staging"/> says. As
+    /// for growth, the export guard takes its ranges before the allocator hands any of them out.
+    /// </summary>
+    public async Task AddPoolAsync(PoolDefinition definition, StagingMode staging, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(definition);
+        definition.Validate();
+        if (staging == StagingMode.Community && Options.ShadowCommunity is null)
+        {
+            throw new PoolConfigurationException($"pool '{definition.Name}': community staging needs routes:shadowCommunity, set at start-up");
+        }
+
+        var ranges = definition.UsableRanges();
+        Volatile.Write(ref _exportable, [.. _exportable, .. ranges]);
+        if (staging == StagingMode.Community)
+        {
+            Volatile.Write(ref _communityStaged, [.. _communityStaged, .. ranges]);
+            _communityPools.Add(definition.Name);
+        }
+
+        await _allocator.AddPoolAsync(definition, cancellationToken);
     }
 
     /// <summary>True when <paramref name="address"/> may be announced: inside a configured pool.</summary>

@@ -372,4 +372,24 @@ public class AddressAllocatorTests
         Assert.Equal(0ul, allocator.GrowPool(Dynamic("10.9.0.0/29")));
         Assert.Equal(6ul, allocator.PoolUsages().Single(u => u.Pool == "dynamic-v4").Size);
     }
+
+    [Fact]
+    public void APoolAddedWhileServingServesTheApplicationsThatAlreadyHaveABookDedicatedPoolsFirst()
+    {
+        var allocator = NewAllocator();
+        Assert.Equal(new ClaimResult(ClaimStatus.Miss, Address.Parse("10.9.0.1"), false), allocator.Claim("api-1", "api", IpFamily.IPv4));
+
+        allocator.AddPool(new PoolDefinition("api-dynamic", PoolKind.Dynamic, [IPNetwork.Parse("10.9.8.0/30")], Application: "api"));
+
+        Assert.Equal(new ClaimResult(ClaimStatus.Miss, Address.Parse("10.9.8.1"), false), allocator.Claim("api-2", "api", IpFamily.IPv4));
+        Assert.Equal(new ClaimResult(ClaimStatus.Miss, Address.Parse("10.9.0.2"), false), allocator.Claim("web-1", "web", IpFamily.IPv4));
+        Assert.Equal((2ul, 1), allocator.PoolUsages().Where(u => u.Pool == "api-dynamic").Select(u => (u.Size, u.Assigned)).Single());
+        Assert.Empty(allocator.CheckInvariants());
+
+        var error = Assert.Throws<PoolConfigurationException>(() => allocator.AddPool(new PoolDefinition("api-dynamic", PoolKind.Dynamic, [IPNetwork.Parse("10.9.9.0/30")])));
+        Assert.Equal("pool 'api-dynamic' is defined twice", error.Message);
+        error = Assert.Throws<PoolConfigurationException>(() => allocator.AddPool(new PoolDefinition("spare", PoolKind.Dynamic, [IPNetwork.Parse("10.9.8.0/29")])));
+        Assert.Equal("pool 'spare': prefix 10.9.8.0/29 overlaps 10.9.8.0/30 of pool 'api-dynamic'", error.Message);
+        Assert.Equal(5, allocator.PoolCount);
+    }
 }
