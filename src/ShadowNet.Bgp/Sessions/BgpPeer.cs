@@ -501,7 +501,6 @@ public sealed partial class BgpPeer
         var update = new UpdateMessage();
         var context = new UpdateParseContext(session.FourOctetAs, session.PeerAs != _speaker.Options.LocalAs, session.PeerAs);
         var input = connection.Input;
-        state.LastReceived = _speaker.TimeProvider.GetTimestamp();
         while (true)
         {
             var result = await input.ReadAsync(ct).ConfigureAwait(false);
@@ -575,7 +574,10 @@ public sealed partial class BgpPeer
         var keepalive = hold / 3;
         var tick = keepalive < TimeSpan.FromSeconds(1) ? keepalive : TimeSpan.FromSeconds(1);
         var time = _speaker.TimeProvider;
+        // Both clocks start here, before the writer and the reader run: a tick must never see a reader
+        // that has not started yet as a peer silent since forever (a race the fake-clock test caught).
         state.LastSent = time.GetTimestamp();
+        Volatile.Write(ref state.LastReceived, state.LastSent);
         using var timer = new PeriodicTimer(tick, time);
         try
         {
