@@ -91,7 +91,10 @@ public class SessionStateMachineTests
             RemoteAs = 65002,
             HoldTimeSeconds = 90,
             MaxPrefixes = maxPrefixes,
-            ConnectRetry = TimeSpan.FromSeconds(1),
+            // Also the connect timeout. At 1 s, a loaded machine (the whole suite starting) could time out a
+            // connect the kernel had already completed: the scripted peer accepted it, read "closed", and on
+            // the fake clock the retry never came (1 run in 40). Each test here takes one connection.
+            ConnectRetry = TimeSpan.FromSeconds(10),
         });
         return (speaker, peer);
     }
