@@ -233,12 +233,14 @@ internal sealed partial class ControllerService(DaemonConfiguration configuratio
 
             try
             {
-                if (current[i].AddedBy(wanted[i]).Count == 0)
+                // The route manager checks that the pool only grows, and adds nothing when it is as it was.
+                var count = await manager.GrowPoolAsync(wanted[i]);
+                if (count == 0)
                 {
                     continue;
                 }
 
-                grown.Add($"{wanted[i].Name} +{await manager.GrowPoolAsync(wanted[i])} addresses");
+                grown.Add($"{wanted[i].Name} +{count} addresses");
                 taken.Add($"pools:{i}:prefixes");
                 taken.Add($"pools:{i}:exclude");
             }

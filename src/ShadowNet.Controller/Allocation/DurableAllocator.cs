@@ -432,11 +432,7 @@ public sealed class DurableAllocator : IAsyncDisposable
         Submit<(DurableAllocator self, PoolDefinition definition), bool>(static (a, x) =>
         {
             a.AddPool(x.definition);
-            var self = x.self;
-            Interlocked.Increment(ref self._poolUsageVersion);
-            Volatile.Write(ref self._poolUsage, new PoolUsage[a.PoolCount]);
-            a.WritePoolUsages(self._poolUsage);
-            Interlocked.Increment(ref self._poolUsageVersion);
+            x.self.PublishPoolUsage(resize: true);
             return true;
         }, (this, definition), cancellationToken);
 
@@ -828,10 +824,24 @@ public sealed class DurableAllocator : IAsyncDisposable
         {
             _poolUsageAt = now;
             _poolUsageStale = false;
-            Interlocked.Increment(ref _poolUsageVersion);
-            _allocator.WritePoolUsages(_poolUsage);
-            Interlocked.Increment(ref _poolUsageVersion);
+            PublishPoolUsage(resize: false);
         }
+    }
+
+    /// <summary>
+    /// Writes the pool usage for <see cref="PoolUsageSnapshot"/>'s readers inside a version change (odd
+    /// while writing); <paramref name="resize"/> replaces the array first, for a pool added while serving.
+    /// </summary>
+    private void PublishPoolUsage(bool resize)
+    {
+        Interlocked.Increment(ref _poolUsageVersion);
+        if (resize)
+        {
+            Volatile.Write(ref _poolUsage, new PoolUsage[_allocator.PoolCount]);
+        }
+
+        _allocator.WritePoolUsages(_poolUsage);
+        Interlocked.Increment(ref _poolUsageVersion);
     }
 
     private void Maintain()

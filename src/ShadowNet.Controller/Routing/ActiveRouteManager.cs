@@ -443,12 +443,7 @@ public sealed class ActiveRouteManager : IHookHandler
             return 0;
         }
 
-        Volatile.Write(ref _exportable, [.. _exportable, .. added]);
-        if (_communityPools.Contains(grown.Name))
-        {
-            Volatile.Write(ref _communityStaged, [.. _communityStaged, .. added]);
-        }
-
+        Widen(added, _communityPools.Contains(grown.Name));
         return await _allocator.GrowPoolAsync(grown, cancellationToken);
     }
 
@@ -465,15 +460,23 @@ public sealed class ActiveRouteManager : IHookHandler
             throw new PoolConfigurationException($"pool '{definition.Name}': community staging needs routes:shadowCommunity, set at start-up");
         }
 
-        var ranges = definition.UsableRanges();
-        Volatile.Write(ref _exportable, [.. _exportable, .. ranges]);
         if (staging == StagingMode.Community)
         {
-            Volatile.Write(ref _communityStaged, [.. _communityStaged, .. ranges]);
             _communityPools.Add(definition.Name);
         }
 
+        Widen(definition.UsableRanges(), staging == StagingMode.Community);
         await _allocator.AddPoolAsync(definition, cancellationToken);
+    }
+
+    /// <summary>The export guard (and, for a community-staged pool, the staging ranges) take <paramref name="ranges"/> too.</summary>
+    private void Widen(IReadOnlyList<AddressRange> ranges, bool communityStaged)
+    {
+        Volatile.Write(ref _exportable, [.. _exportable, .. ranges]);
+        if (communityStaged)
+        {
+            Volatile.Write(ref _communityStaged, [.. _communityStaged, .. ranges]);
+        }
     }
 
     /// <summary>True when <paramref name="address"/> may be announced: inside a configured pool.</summary>
